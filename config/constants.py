@@ -1,0 +1,123 @@
+"""Every path, file name, object name, port and default kubeboot uses, defined once.
+
+Paths are the absolute paths kubeadm uses on a real machine. Node phases never open them directly:
+they go through ``tasks.fsutil.NodeFS``, which maps ``/etc/kubernetes/...`` under the node's root.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- kubeadm API -------------------------------------------------------------------------------
+KUBEADM_GROUP: Final = "kubeadm.k8s.io"
+V1BETA4: Final = f"{KUBEADM_GROUP}/v1beta4"
+V1BETA3: Final = f"{KUBEADM_GROUP}/v1beta3"
+KUBELET_CONFIG_API: Final = "kubelet.config.k8s.io/v1beta1"
+KUBEPROXY_CONFIG_API: Final = "kubeproxy.config.k8s.io/v1alpha1"
+
+# --- directories and files -----------------------------------------------------------------------
+KUBERNETES_DIR: Final = "/etc/kubernetes"
+MANIFESTS_DIR: Final = "/etc/kubernetes/manifests"
+DEFAULT_CERTS_DIR: Final = "/etc/kubernetes/pki"
+DEFAULT_ETCD_DATA_DIR: Final = "/var/lib/etcd"
+KUBELET_DIR: Final = "/var/lib/kubelet"
+KUBELET_PKI_DIR: Final = "/var/lib/kubelet/pki"
+KUBELET_CONFIG_FILE: Final = "/var/lib/kubelet/config.yaml"
+KUBELET_FLAGS_ENV_FILE: Final = "/var/lib/kubelet/kubeadm-flags.env"
+KUBELET_INSTANCE_CONFIG_FILE: Final = "/var/lib/kubelet/instance-config.yaml"
+KUBELET_CLIENT_CURRENT_PEM: Final = "/var/lib/kubelet/pki/kubelet-client-current.pem"
+FLEXVOLUME_DIR: Final = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
+CA_CERTS_DIR: Final = "/etc/ssl/certs"
+# Optional CA-bundle directories mounted into apiserver/KCM only when they exist on the host
+# (kubeadm's getHostPathVolumesForTheControlPlane).
+OPTIONAL_CA_DIRS: Final = (
+    ("etc-ca-certificates", "/etc/ca-certificates"),
+    ("etc-pki", "/etc/pki"),
+    ("usr-local-share-ca-certificates", "/usr/local/share/ca-certificates"),
+    ("usr-share-ca-certificates", "/usr/share/ca-certificates"),
+)
+
+ADMIN_CONF: Final = "admin.conf"
+SUPER_ADMIN_CONF: Final = "super-admin.conf"
+KUBELET_CONF: Final = "kubelet.conf"
+CONTROLLER_MANAGER_CONF: Final = "controller-manager.conf"
+SCHEDULER_CONF: Final = "scheduler.conf"
+BOOTSTRAP_KUBELET_CONF: Final = "bootstrap-kubelet.conf"
+
+# --- components --------------------------------------------------------------------------------
+ETCD: Final = "etcd"
+KUBE_APISERVER: Final = "kube-apiserver"
+KUBE_CONTROLLER_MANAGER: Final = "kube-controller-manager"
+KUBE_SCHEDULER: Final = "kube-scheduler"
+KUBE_PROXY: Final = "kube-proxy"
+CONTROL_PLANE_COMPONENTS: Final = (KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER)
+
+# --- ports -------------------------------------------------------------------------------------
+APISERVER_PORT: Final = 6443
+KCM_PORT: Final = 10257
+SCHEDULER_PORT: Final = 10259
+KUBELET_PORT: Final = 10250
+KUBELET_HEALTHZ_PORT: Final = 10248
+ETCD_CLIENT_PORT: Final = 2379
+ETCD_PEER_PORT: Final = 2380
+ETCD_METRICS_PORT: Final = 2381
+
+# --- identities --------------------------------------------------------------------------------
+CLUSTER_ADMINS_GROUP: Final = "kubeadm:cluster-admins"
+SYSTEM_MASTERS: Final = "system:masters"
+NODES_GROUP: Final = "system:nodes"
+NODE_USER_PREFIX: Final = "system:node:"
+ADMIN_USER: Final = "kubernetes-admin"
+SUPER_ADMIN_USER: Final = "kubernetes-super-admin"
+KCM_USER: Final = "system:kube-controller-manager"
+SCHEDULER_USER: Final = "system:kube-scheduler"
+DEFAULT_TOKEN_GROUP: Final = "system:bootstrappers:kubeadm:default-node-token"
+
+# --- defaults (spec 2.16) ----------------------------------------------------------------------
+DEFAULT_IMAGE_REPOSITORY: Final = "registry.k8s.io"
+DEFAULT_CLUSTER_NAME: Final = "kubernetes"
+DEFAULT_SERVICE_SUBNET: Final = "10.96.0.0/12"
+DEFAULT_DNS_DOMAIN: Final = "cluster.local"
+DEFAULT_CRI_SOCKET: Final = "unix:///var/run/containerd/containerd.sock"
+DEFAULT_ENCRYPTION_ALGORITHM: Final = "RSA-2048"
+DEFAULT_CERT_VALIDITY: Final = "8760h0m0s"
+DEFAULT_CA_CERT_VALIDITY: Final = "87600h0m0s"
+DEFAULT_TOKEN_TTL: Final = "24h0m0s"
+CERTIFICATE_BACKDATE_SECONDS: Final = 5 * 60
+ENCRYPTION_ALGORITHMS: Final = ("RSA-2048", "RSA-3072", "RSA-4096", "ECDSA-P256", "ECDSA-P384")
+
+# --- static pods -------------------------------------------------------------------------------
+PRIORITY_CLASS_NODE_CRITICAL: Final = "system-node-critical"
+ETCD_ADVERTISE_ANNOTATION: Final = "kubeadm.kubernetes.io/etcd.advertise-client-urls"
+APISERVER_ADVERTISE_ANNOTATION: Final = (
+    "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"
+)
+COMPONENT_CONFIG_HASH_ANNOTATION: Final = "kubeadm.kubernetes.io/component-config.hash"
+
+# --- patches targets (spec section 4) ----------------------------------------------------------
+PATCH_TARGETS: Final = (
+    ETCD,
+    KUBE_APISERVER,
+    KUBE_CONTROLLER_MANAGER,
+    KUBE_SCHEDULER,
+    "kubeletconfiguration",
+    "corednsdeployment",
+)
+
+# --- control-plane resources (spec 2.5) --------------------------------------------------------
+CPU_REQUESTS: Final = {
+    ETCD: "100m",
+    KUBE_APISERVER: "250m",
+    KUBE_CONTROLLER_MANAGER: "200m",
+    KUBE_SCHEDULER: "100m",
+}
+ETCD_MEMORY_REQUEST: Final = "100Mi"
+
+# --- preflight requirements (spec 2.1) ---------------------------------------------------------
+CONTROL_PLANE_NUM_CPU: Final = 2
+CONTROL_PLANE_MEM_MB: Final = 1700
+
+# --- kubeboot's own node-local record ------------------------------------------------------------
+# Written by the certs phase once the cluster CA exists: lets preflight tell "a previous kubeboot run
+# of this same cluster (same CA) left these files" (resume) from "somebody else's cluster" (conflict).
+KUBEBOOT_NODE_MARKER: Final = "/var/lib/kubeboot/node.json"

@@ -1,0 +1,137 @@
+"""Reading kubeadm's multi-document YAML into an ``InitConfig``.
+
+Reads: one file. Writes: nothing. Every problem becomes a ``ConfigError`` naming file, document
+(``kind``), field path and what is wrong, so the CLI can print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from config import constants as c
+from config.errors import ConfigError
+from config.models import ClusterConfiguration, InitConfiguration
+from config.resolved import InitConfig
+from config.validation import validate_init_config
+
+KNOWN_KINDS = {
+    "InitConfiguration",
+    "ClusterConfiguration",
+    "KubeletConfiguration",
+    "KubeProxyConfiguration",
+}
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _pydantic_error(err: ValidationError, file: str, kind: str) -> ConfigError:
+    first = err.errors()[0]
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif first["type"] == "literal_error":
+        msg = f"{msg} (got {first.get('input')!r})"
+    return ConfigError(msg, file=file, document=kind, field=_field_path(tuple(first["loc"])))
+
+
+def _read_documents(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file: {e.strerror}", file=str(path)) from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"{line}invalid YAML: {problem}", file=str(path)) from None
+    for i, doc in enumerate(docs):
+        if not isinstance(doc, dict):
+            raise ConfigError("a document must be a mapping", file=str(path), document=f"document {i + 1}")
+    return docs
+
+
+def _split_kinds(docs: list[dict[str, Any]], file: str) -> dict[str, dict[str, Any]]:
+    from config.v1beta3 import convert_document  # small; only needed for old documents
+
+    by_kind: dict[str, dict[str, Any]] = {}
+    for i, doc in enumerate(docs):
+        kind = doc.get("kind")
+        label = f"document {i + 1}"
+        if not kind:
+            raise ConfigError("missing 'kind'", file=file, document=label, field="kind")
+        if kind not in KNOWN_KINDS:
+            raise ConfigError(
+                f"unknown kind {kind!r}; expected one of {', '.join(sorted(KNOWN_KINDS))}",
+                file=file,
+                document=label,
+                field="kind",
+            )
+        if kind in by_kind:
+            raise ConfigError(f"{kind} appears twice", file=file, document=kind)
+        if doc.get("apiVersion") == c.V1BETA3:
+            doc = convert_document(doc, file)
+        by_kind[kind] = doc
+    return by_kind
+
+
+def default_node_name() -> str:
+    return socket.gethostname().lower()
+
+
+def default_advertise_address() -> str:
+    """The address of the default-route interface, as kubeadm picks it; loopback if there is none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # UDP connect sends nothing; it only picks a route
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+def build_init_config(
+    docs: list[dict[str, Any]], file: str = "<defaults>", *, fill_node_defaults: bool = True
+) -> InitConfig:
+    by_kind = _split_kinds(docs, file)
+    try:
+        init = InitConfiguration.model_validate(by_kind.get("InitConfiguration", {}))
+    except ValidationError as e:
+        raise _pydantic_error(e, file, "InitConfiguration") from None
+    try:
+        cluster = ClusterConfiguration.model_validate(by_kind.get("ClusterConfiguration", {}))
+    except ValidationError as e:
+        raise _pydantic_error(e, file, "ClusterConfiguration") from None
+    if cluster.etcd.local is None and cluster.etcd.external is None:
+        cluster = cluster.model_copy(update={"etcd": type(cluster.etcd)(local=type(cluster.local_etcd)())})
+    if fill_node_defaults:
+        nr, ep = init.nodeRegistration, init.localAPIEndpoint
+        if not nr.name:
+            nr.name = default_node_name()
+        if not ep.advertiseAddress:
+            ep.advertiseAddress = default_advertise_address()
+    cfg = InitConfig(
+        init=init,
+        cluster=cluster,
+        kubelet=by_kind.get("KubeletConfiguration", {}),
+        kubeproxy=by_kind.get("KubeProxyConfiguration", {}),
+        source=file,
+    )
+    validate_init_config(cfg)
+    return cfg
+
+
+def load_init_config(path: str | Path, *, fill_node_defaults: bool = True) -> InitConfig:
+    """Load and validate a kubeadm config file; ``ConfigError`` on any problem."""
+    p = Path(path)
+    return build_init_config(_read_documents(p), str(p), fill_node_defaults=fill_node_defaults)

@@ -1,0 +1,87 @@
+"""The version matrix: every artifact detail that depends on the target Kubernetes minor.
+
+kubeadm output is not stable across v1.3x minors (kubeadm-spec section 1); phases ask this module,
+never compare version strings themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import total_ordering
+from typing import Final
+
+SUPPORTED_MINORS: Final = (34, 35, 36)
+DEFAULT_KUBERNETES_VERSION: Final = "v1.36.1"
+# kubeadm resolves these labels over the internet; offline it falls back to its own version.
+# kubeboot never goes online for this, so every label means the default version.
+VERSION_LABELS: Final = frozenset({"stable", "stable-1", "stable-1.36", "latest", "latest-1"})
+
+_VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$")
+
+
+@total_ordering
+@dataclass(frozen=True)
+class Version:
+    major: int
+    minor: int
+    patch: int
+    text: str
+
+    @classmethod
+    def parse(cls, text: str) -> Version:
+        """Parse ``v1.36.1`` (or a label such as ``stable-1``); ValueError if neither."""
+        if text in VERSION_LABELS:
+            text = DEFAULT_KUBERNETES_VERSION
+        m = _VERSION_RE.match(text)
+        if not m:
+            raise ValueError(f"{text!r} is not a Kubernetes version (expected e.g. v1.36.1)")
+        major, minor, patch = (int(g) for g in m.groups())
+        return cls(major, minor, patch, text if text.startswith("v") else f"v{text}")
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
+        return (self.major, self.minor, self.patch) < (other.major, other.minor, other.patch)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class MinorProfile:
+    """What one Kubernetes minor changes in kubeadm's artifacts (kubeadm-spec section 1)."""
+
+    minor: int
+    etcd_version: str  # kubeadm constants.SupportedEtcdVersion
+    coredns_version: str  # kubeadm constants.CoreDNSVersion
+    pause_version: str  # kubeadm constants.PauseVersion
+    # v1.35 dropped --pod-infra-container-image from kubeadm-flags.env
+    writes_pod_infra_image_flag: bool
+    # NodeLocalCRISocket (beta-on 1.34, GA 1.36): CRI socket goes to instance-config.yaml
+    node_local_cri_socket: bool
+    # v1.36: apiserver-kubelet-client has no O; RBAC via CRB kubeadm:apiserver-kubelet-client
+    apiserver_kubelet_client_has_org: bool
+    # ControlPlaneKubeletLocalMode: kubelet.conf on a CP node points at the local API server
+    kubelet_local_mode: bool
+
+    @property
+    def etcd_is_36(self) -> bool:
+        return tuple(int(p) for p in self.etcd_version.split("-")[0].split(".")[:2]) >= (3, 6)
+
+
+PROFILES: Final = {
+    34: MinorProfile(34, "3.6.4-0", "v1.12.1", "3.10.1", True, True, True, True),
+    35: MinorProfile(35, "3.6.6-0", "v1.13.1", "3.10.1", False, True, True, True),
+    36: MinorProfile(36, "3.6.8-0", "v1.13.1", "3.10.1", False, True, False, True),
+}
+
+
+def profile(version: Version) -> MinorProfile:
+    """The profile of a supported version; ValueError naming the supported range otherwise."""
+    if version.major != 1 or version.minor not in PROFILES:
+        lo, hi = min(SUPPORTED_MINORS), max(SUPPORTED_MINORS)
+        raise ValueError(
+            f"kubernetesVersion {version} is not supported: kubeboot supports v1.{lo}.x to v1.{hi}.x"
+        )
+    return PROFILES[version.minor]

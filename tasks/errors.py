@@ -1,0 +1,19 @@
+"""The error taxonomy of phases (ARCHITECTURE section 2): temporary, permanent, or a bug."""
+
+from __future__ import annotations
+
+
+class PhaseError(Exception):
+    """A phase cannot continue; the message says what to fix."""
+
+
+class PermanentError(PhaseError):
+    """Retrying will not help until a person changes something."""
+
+
+class TemporaryError(PhaseError):
+    """The world is not ready yet; retry after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float = 5.0) -> None:
+        super().__init__(message)
+        self.delay = delay
