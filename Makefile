@@ -1,0 +1,51 @@
+# kubeboot — the two commands a new machine needs: `make demo` and `make test`.
+# Each creates .venv (Python 3.11+) and installs what it needs; nothing else is required.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+DEMO   := .kubeboot/demo
+
+.PHONY: demo test lint unit integration bench install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel >/dev/null
+
+# The tests run against the installed package (not the source tree), so install non-editable.
+$(VENV)/.test-deps: pyproject.toml | $(BIN)/python
+	$(PIP) install '.[test,lint]'
+	touch $@
+
+demo: | $(BIN)/python
+	$(PIP) install .
+	$(BIN)/python -m workers.demo --out $(DEMO)
+
+test: $(VENV)/.test-deps
+	$(PIP) install --no-deps --force-reinstall .
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest -n 2 tests
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: $(VENV)/.test-deps
+	$(BIN)/pytest -n 2 tests/unit
+
+integration: $(VENV)/.test-deps
+	$(BIN)/pytest -n 2 tests/integration
+
+bench: $(VENV)/.test-deps
+	$(PIP) install --no-deps --force-reinstall .
+	$(BIN)/python -m bench.node_phases
+	$(BIN)/python -m bench.cli_startup
+
+# For working on kubeboot itself: an editable install.
+install-dev: $(VENV)/.test-deps
+	$(PIP) install --no-deps -e .
+
+clean:
+	rm -rf $(VENV) .kubeboot build *.egg-info

@@ -1,0 +1,62 @@
+"""Running init phases in this process, with no broker: ``kubeboot init phase <path>``.
+
+The same steps the Celery canvas will run, executed one after another against one node root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from workflows.init_tree import INIT_PHASES
+from workflows.selection import Step, select
+
+if TYPE_CHECKING:
+    from config.resolved import InitConfig
+    from tasks.phases.context import NodeContext
+
+
+class PhaseFailedError(Exception):
+    """A phase raised a PhaseError; ``path`` says which (kubeadm: 'error execution phase X')."""
+
+    def __init__(self, path: str, cause: Exception) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"error execution phase {path}: {cause}")
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    ran: list[str]
+    skipped: list[tuple[str, str]]
+
+
+def plan_init(cfg: InitConfig, target: str = "all", skip: list[str] | None = None) -> list[Step]:
+    skips = list(cfg.init.skipPhases) + list(skip or [])
+    return select(INIT_PHASES, "init", cfg, target, skips)
+
+
+def run_steps(
+    steps: list[Step], ctx: NodeContext, on_skip: Callable[[Step], None] | None = None
+) -> LocalResult:
+    from tasks.errors import PhaseError
+
+    ran: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for step in steps:
+        if step.skip_reason:
+            # report only the root of a skipped subtree, not each of its children
+            if on_skip and not any(step.placed.parent_path == p for p, _ in skipped):
+                on_skip(step)
+            skipped.append((step.path, step.skip_reason))
+            continue
+        if step.placed.phase.action is None:
+            continue
+        fn = step.placed.phase.resolve()
+        try:
+            fn(ctx, *step.placed.phase.args)
+        except PhaseError as e:
+            raise PhaseFailedError(step.path, e) from e
+        ran.append(step.path)
+    return LocalResult(ran, skipped)
