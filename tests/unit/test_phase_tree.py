@@ -1,0 +1,108 @@
+"""The init phase tree and kubeadm's path semantics for selecting and skipping phases."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from config.loader import build_init_config
+from config.phasenames import INIT_PHASE_PATHS
+from workflows.init_tree import INIT_PHASES
+from workflows.phase import walk
+from workflows.selection import UnknownPhaseError, select
+
+V4 = "kubeadm.k8s.io/v1beta4"
+NODE = {"apiVersion": V4, "kind": "InitConfiguration",
+        "nodeRegistration": {"name": "cp1"}, "localAPIEndpoint": {"advertiseAddress": "10.0.0.10"}}
+EXTERNAL_ETCD = {"apiVersion": V4, "kind": "ClusterConfiguration",
+                 "etcd": {"external": {"endpoints": ["https://10.0.0.50:2379"], "caFile": "/etc/etcd/ca.crt",
+                                       "certFile": "/etc/etcd/client.crt", "keyFile": "/etc/etcd/client.key"}}}
+
+
+@pytest.fixture
+def cfg():
+    return build_init_config([NODE])
+
+
+def ran(steps):
+    return [s.path for s in steps if not s.skip_reason]
+
+
+def test_top_level_phases_follow_kubeadms_current_order() -> None:
+    assert [p.name for p in INIT_PHASES] == [
+        "preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"]
+
+
+def test_every_tree_path_is_a_kubeadm_phase_name_known_to_config_validation() -> None:
+    tree = [p.path for p in walk(INIT_PHASES, "init")]
+    assert len(tree) == len(set(tree))
+    assert set(tree) <= set(INIT_PHASE_PATHS)
+
+
+def test_every_action_resolves_to_a_callable_in_tasks_phases() -> None:
+    for placed in walk(INIT_PHASES, "init"):
+        if placed.phase.action:
+            module, _, func = placed.phase.action.partition(":")
+            assert module.startswith("tasks.phases.")
+            assert callable(getattr(importlib.import_module(module), func)), placed.path
+
+
+def test_task_names_are_stable_dotted_paths() -> None:
+    names = {p.path: p.task_name for p in walk(INIT_PHASES, "init")}
+    assert names["certs/apiserver"] == "kubeboot.init.certs.apiserver"
+    assert names["control-plane/apiserver"] == "kubeboot.init.control-plane.apiserver"
+    assert names["preflight"] == "kubeboot.init.preflight"
+
+
+def test_all_runs_parents_before_their_children(cfg) -> None:
+    order = ran(select(INIT_PHASES, "init", cfg))
+    assert order.index("certs") < order.index("certs/ca") < order.index("certs/apiserver")
+    assert order.index("certs/sa") < order.index("kubeconfig")
+    assert order[-1] == "kubelet-start"
+
+
+@pytest.mark.parametrize("target", ["certs", "certs/all", "certs/"])
+def test_a_parent_path_runs_the_parent_and_all_its_children(cfg, target) -> None:
+    order = ran(select(INIT_PHASES, "init", cfg, target))
+    assert order[0] == "certs"
+    assert len(order) == 12
+    assert all(p.startswith("certs") for p in order)
+
+
+def test_a_leaf_path_runs_only_that_leaf(cfg) -> None:
+    assert ran(select(INIT_PHASES, "init", cfg, "certs/apiserver")) == ["certs/apiserver"]
+
+
+def test_skipping_a_parent_skips_its_whole_subtree(cfg) -> None:
+    steps = select(INIT_PHASES, "init", cfg, skip=["kubeconfig"])
+    assert not [p for p in ran(steps) if p.startswith("kubeconfig")]
+    assert "certs/ca" in ran(steps)
+
+
+def test_skipping_a_leaf_keeps_its_siblings(cfg) -> None:
+    order = ran(select(INIT_PHASES, "init", cfg, skip=["certs/apiserver"]))
+    assert "certs/apiserver" not in order
+    assert "certs/apiserver-kubelet-client" in order
+
+
+def test_external_etcd_drops_the_etcd_certs_and_the_local_etcd_manifest() -> None:
+    cfg = build_init_config([NODE, EXTERNAL_ETCD])
+    steps = {s.path: s.skip_reason for s in select(INIT_PHASES, "init", cfg)}
+    for path in ["certs/etcd-ca", "certs/etcd-server", "certs/etcd-peer", "certs/etcd-healthcheck-client",
+                 "certs/apiserver-etcd-client", "etcd/local"]:
+        assert steps[path] == "external etcd is configured"
+    assert steps["certs/apiserver"] == ""
+
+
+def test_skip_phases_from_the_config_file_are_honoured() -> None:
+    cfg = build_init_config([{**NODE, "skipPhases": ["preflight"]}])
+    from workflows.local import plan_init
+
+    assert "preflight" not in ran(plan_init(cfg))
+
+
+@pytest.mark.parametrize(("target", "skip"), [("certs/nope", []), ("all", ["no-such-phase"])])
+def test_an_unknown_phase_path_is_bad_input_naming_the_valid_ones(cfg, target, skip) -> None:
+    with pytest.raises(UnknownPhaseError, match=r"unknown phase .*valid phases: .*certs/apiserver"):
+        select(INIT_PHASES, "init", cfg, target, skip)
