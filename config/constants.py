@@ -72,6 +72,7 @@ SUPER_ADMIN_USER: Final = "kubernetes-super-admin"
 KCM_USER: Final = "system:kube-controller-manager"
 SCHEDULER_USER: Final = "system:kube-scheduler"
 DEFAULT_TOKEN_GROUP: Final = "system:bootstrappers:kubeadm:default-node-token"
+TLS_BOOTSTRAP_TOKEN_USER: Final = "tls-bootstrap-token-user"  # user of bootstrap-kubelet.conf (join)
 
 # --- defaults (spec 2.16) ----------------------------------------------------------------------
 DEFAULT_IMAGE_REPOSITORY: Final = "registry.k8s.io"
