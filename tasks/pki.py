@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -156,7 +157,10 @@ def cert_to_pem(cert: x509.Certificate) -> bytes:
 
 
 def load_key(pem: bytes) -> PrivateKey:
-    key = serialization.load_pem_private_key(pem, password=None)
+    # OpenSSL's full RSA key check (primality of p and q) costs as much as generating the key, and
+    # re-runs load every key. Go's keyutil does not do it either; the phases instead check that a key
+    # matches its certificate, which catches the real failure (a pair torn by an interrupted write).
+    key = serialization.load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=True)
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
         raise ValueError("unsupported private key type")
     return key
@@ -185,3 +189,100 @@ def ca_cert_hash(cert: x509.Certificate) -> str:
         raise ValueError("unsupported CA public key type")
     digest.update(public_key_der(pub))
     return "sha256:" + digest.finalize().hex()
+
+
+# --- checks on existing material (kubeadm's TryLoad* / VerifyCertChain / ValidateCertPeriod) ------
+
+
+def load_cert_or_none(pem: bytes | None) -> x509.Certificate | None:
+    """The first certificate of a PEM file, or None when the file is missing or unreadable."""
+    if pem is None:
+        return None
+    try:
+        return load_cert(pem)
+    except ValueError:
+        return None
+
+
+def load_key_or_none(pem: bytes | None) -> PrivateKey | None:
+    if pem is None:
+        return None
+    try:
+        return load_key(pem)
+    except (ValueError, TypeError):
+        return None
+
+
+def key_matches_cert(key: PrivateKey, cert: x509.Certificate) -> bool:
+    pub = cert.public_key()
+    if not isinstance(pub, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        return False
+    return public_key_der(key.public_key()) == public_key_der(pub)
+
+
+def signature_error(cert: x509.Certificate, issuer: x509.Certificate) -> str | None:
+    """Why ``cert`` was not directly issued by ``issuer`` (None when it was)."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except InvalidSignature:  # carries no message of its own
+        return "x509: certificate signed by unknown authority (signature does not verify with the CA key)"
+    except (ValueError, TypeError) as e:
+        return f"x509: certificate signed by unknown authority ({e})"
+    return None
+
+
+def period_error(cert: x509.Certificate, now: datetime) -> str | None:
+    """kubeadm's ValidateCertPeriod message, or None when ``now`` lies inside the validity period."""
+    before, after = cert.not_valid_before_utc, cert.not_valid_after_utc
+    period = f"NotBefore: {before}, NotAfter: {after}"
+    if now < before:
+        return f"the certificate is not valid yet: {period}"
+    if now > after:
+        return f"the certificate has expired: {period}"
+    return None
+
+
+def cert_sans(cert: x509.Certificate) -> tuple[list[str], list[str]]:
+    """(DNS names, IPs) of the certificate, in the certificate's order."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], []
+    dns = [str(d) for d in ext.get_values_for_type(x509.DNSName)]
+    ips = [str(i) for i in ext.get_values_for_type(x509.IPAddress)]
+    return dns, ips
+
+
+def _dns_covered(name: str, names: set[str]) -> bool:
+    name = name.lower()
+    if name in names:
+        return True
+    _, _, parent = name.partition(".")
+    return bool(parent) and f"*.{parent}" in names
+
+
+def missing_sans(cert: x509.Certificate, spec: CertSpec) -> tuple[list[str], list[str]]:
+    """Names and IPs ``spec`` asks for that the certificate does not cover (kubeadm's VerifyHostname)."""
+    have_dns, have_ips = cert_sans(cert)
+    dns_set = {d.lower() for d in have_dns}
+    ip_set = {ipaddress.ip_address(i) for i in have_ips}
+    want_dns, want_ips = spec.sans()
+    return (
+        [d for d in want_dns if not _dns_covered(d, dns_set)],
+        [i for i in want_ips if ipaddress.ip_address(i) not in ip_set],
+    )
+
+
+def has_server_auth(cert: x509.Certificate) -> bool:
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return False
+    return SERVER_AUTH in eku
+
+
+def is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
