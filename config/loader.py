@@ -62,15 +62,31 @@ def _read_documents(path: Path) -> list[dict[str, Any]]:
     return docs
 
 
+_KUBEADM_KINDS = {"InitConfiguration", "ClusterConfiguration"}
+
+
+def _check_api_version(doc: dict[str, Any], kind: str, file: str) -> None:
+    """kubeadm documents must be v1beta4 or v1beta3; component configs are checked in validation."""
+    api = doc.get("apiVersion")
+    if kind in _KUBEADM_KINDS and api not in (c.V1BETA4, c.V1BETA3):
+        raise ConfigError(
+            f"unsupported apiVersion {api!r}; expected {c.V1BETA4} (or {c.V1BETA3}, converted)",
+            file=file,
+            document=kind,
+            field="apiVersion",
+        )
+
+
 def _split_kinds(docs: list[dict[str, Any]], file: str) -> dict[str, dict[str, Any]]:
-    from config.v1beta3 import convert_document  # small; only needed for old documents
+    from config.v1beta3 import convert_documents  # small; only needed for old documents
 
     by_kind: dict[str, dict[str, Any]] = {}
     for i, doc in enumerate(docs):
         kind = doc.get("kind")
         label = f"document {i + 1}"
-        if not kind:
-            raise ConfigError("missing 'kind'", file=file, document=label, field="kind")
+        if not kind or not isinstance(kind, str):
+            raise ConfigError("missing 'kind' (a string such as InitConfiguration)", file=file, document=label,
+                              field="kind")
         if kind not in KNOWN_KINDS:
             raise ConfigError(
                 f"unknown kind {kind!r}; expected one of {', '.join(sorted(KNOWN_KINDS))}",
@@ -79,11 +95,10 @@ def _split_kinds(docs: list[dict[str, Any]], file: str) -> dict[str, dict[str, A
                 field="kind",
             )
         if kind in by_kind:
-            raise ConfigError(f"{kind} appears twice", file=file, document=kind)
-        if doc.get("apiVersion") == c.V1BETA3:
-            doc = convert_document(doc, file)
+            raise ConfigError(f"{kind} appears twice; give each kind once", file=file, document=kind, field="kind")
+        _check_api_version(doc, kind, file)
         by_kind[kind] = doc
-    return by_kind
+    return convert_documents(by_kind, file)
 
 
 def default_node_name() -> str:

@@ -73,7 +73,8 @@ class LocalEtcd(Model):
 
 
 class ExternalEtcd(Model):
-    endpoints: list[str] = Field(min_length=1)
+    # Required, but checked in config.validation so the message can say what to write.
+    endpoints: list[str] = Field(default_factory=list)
     caFile: str = ""
     certFile: str = ""
     keyFile: str = ""

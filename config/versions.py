@@ -70,6 +70,18 @@ class MinorProfile:
         return tuple(int(p) for p in self.etcd_version.split("-")[0].split(".")[:2]) >= (3, 6)
 
 
+# Image versions from kubeadm's cmd/kubeadm/app/constants/constants.go (SupportedEtcdVersion,
+# CoreDNSVersion, PauseVersion) as each minor shipped at .0. The search index holds constants.go only
+# at pre-1.34 commits (00886ac0: 29-32 -> "3.5.24-0", CoreDNS v1.11.3, pause 3.10), so the values
+# below were checked against the change history instead:
+# - etcd 34 "3.6.4-0": etcd 3.6 is the default from v1.34 (kubeadm-spec section 1, v1.34 etcd.yaml).
+# - etcd 35 "3.6.6-0": k/k#135271 (merged 2025-11, 1.35 cycle) set the current minor to "3.6.6-0".
+# - etcd 36 "3.6.8-0": the 1.36-cycle master map is {34,35,36: "3.6.8-0"} (etcd's bump guide, diff of
+#   constants.go); the 3.6.9 bump (k/k#137956) was closed unmerged. Later patch releases backport
+#   newer etcd to all three minors (k/k#138746: 3.6.11 for v1.34-v1.36): users pinning a patch
+#   release set etcd.local.imageTag.
+# - CoreDNS v1.12.1 for 1.34, v1.13.1 for 1.35 and 1.36 (the v1.13.2 bump k/k#135814 was closed).
+# - pause 3.10.1 for 1.34-1.36 (v1.34 kubeadm-flags.env: pause:3.10.1; v1.35 PauseVersion "3.10.1").
 PROFILES: Final = {
     34: MinorProfile(34, "3.6.4-0", "v1.12.1", "3.10.1", True, True, True, True),
     35: MinorProfile(35, "3.6.6-0", "v1.13.1", "3.10.1", False, True, True, True),
