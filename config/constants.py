@@ -122,3 +122,14 @@ CONTROL_PLANE_MEM_MB: Final = 1700
 # Written by the certs phase once the cluster CA exists: lets preflight tell "a previous kubeboot run
 # of this same cluster (same CA) left these files" (resume) from "somebody else's cluster" (conflict).
 KUBEBOOT_NODE_MARKER: Final = "/var/lib/kubeboot/node.json"
+
+# --- kubeboot's own state (settings, embedded Redis, run store) ------------------------------------
+SECRET_KEY_FILE: Final = "secret.key"  # under the state dir, mode 0600
+EMBEDDED_REDIS_DIR: Final = "redis"  # under the state dir: config, AOF, pidfile, log, socket, lock
+EMBEDDED_REDIS_SOCKET: Final = "redis.sock"
+EMBEDDED_REDIS_PIDFILE: Final = "redis.pid"
+EMBEDDED_REDIS_CONF: Final = "redis.conf"
+EMBEDDED_REDIS_LOG: Final = "redis.log"
+EMBEDDED_REDIS_LOCKFILE: Final = "start.lock"
+EMBEDDED_REDIS_TCP_FILE: Final = "redis.tcp"  # port and password when the socket path is too long
+STATE_KEY_PREFIX: Final = "kubeboot:"  # every Redis key kubeboot writes starts with this

@@ -1,0 +1,181 @@
+"""Process settings read from the environment (``KUBEBOOT_*``), validated once, frozen.
+
+Reads: the environment mapping it is given (``os.environ`` by default). Nothing else: no files, no
+network. The secret key file and the embedded Redis server live in ``state_dir``, but creating or
+reading them is the job of ``tasks.state.secrets`` and ``workers.redis_server``.
+
+| variable                     | field               | default                                          |
+|------------------------------|---------------------|--------------------------------------------------|
+| ``KUBEBOOT_REDIS_URL``       | redis_url           | None: the CLI starts an embedded Redis           |
+| ``KUBEBOOT_STATE_DIR``       | state_dir           | ``$XDG_STATE_HOME/kubeboot``, else               |
+|                              |                     | ``~/.local/state/kubeboot``                      |
+| ``KUBEBOOT_SECRET_KEY``      | secret_key          | None: generated into ``state_dir/secret.key``    |
+|                              |                     | (32 bytes, base64 or hex)                        |
+| ``KUBEBOOT_VISIBILITY_TIMEOUT`` | visibility_timeout | 600 seconds                                    |
+| ``KUBEBOOT_FLOWER_URL``      | flower_url          | ``http://127.0.0.1:<flower_port>``               |
+| ``KUBEBOOT_FLOWER_PORT``     | flower_port         | 5555                                             |
+| ``KUBEBOOT_FLOWER_BASIC_AUTH`` | flower_basic_auth | None (``user:password[,user:password]``)         |
+| ``KUBEBOOT_LOCK_TTL``        | lock_ttl            | 120 seconds                                      |
+
+A bad value raises ``ConfigError`` naming the variable, never echoing a secret value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from config import constants as c
+from config.errors import ConfigError
+
+ENV_PREFIX = "KUBEBOOT_"
+SECRET_KEY_BYTES = 32  # AES-256
+_HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a kubeboot process needs to find its broker, state and Flower."""
+
+    redis_url: str | None = None
+    state_dir: Path = field(default_factory=lambda: default_state_dir({}))
+    # repr=False: settings get printed in debug output; key material must not be.
+    secret_key: bytes | None = field(default=None, repr=False)
+    visibility_timeout: int = 600
+    flower_url: str | None = None
+    flower_port: int = 5555
+    flower_basic_auth: str | None = field(default=None, repr=False)
+    lock_ttl: float = 120.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        env = {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) and v != ""}
+        port = _positive_int(env, "FLOWER_PORT", 5555, maximum=65535)
+        return cls(
+            redis_url=_redis_url(env),
+            state_dir=_state_dir(env, environ),
+            secret_key=_secret_key(env),
+            visibility_timeout=_positive_int(env, "VISIBILITY_TIMEOUT", 600),
+            flower_url=_flower_url(env),
+            flower_port=port,
+            flower_basic_auth=_basic_auth(env),
+            lock_ttl=_positive_float(env, "LOCK_TTL", 120.0),
+        )
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.state_dir / c.SECRET_KEY_FILE
+
+    @property
+    def embedded_redis_dir(self) -> Path:
+        return self.state_dir / c.EMBEDDED_REDIS_DIR
+
+    @property
+    def flower_base_url(self) -> str:
+        """Where people open Flower: the configured URL, else the local Flower on its port."""
+        return (self.flower_url or f"http://127.0.0.1:{self.flower_port}").rstrip("/")
+
+
+def parse_secret_key(text: str, *, source: str) -> bytes:
+    """Decode a 32-byte key written as 64 hex digits or base64 (standard or URL-safe)."""
+    value = text.strip()
+    if _HEX_KEY.fullmatch(value):
+        return bytes.fromhex(value)
+    try:
+        raw = base64.b64decode(value.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != SECRET_KEY_BYTES:
+        # The message never repeats the value: it is (meant to be) key material.
+        raise ConfigError(f"must be {SECRET_KEY_BYTES} bytes written as 64 hex digits or base64", field=source)
+    return raw
+
+
+def default_state_dir(environ: Mapping[str, str]) -> Path:
+    """XDG base-directory rule: an absolute ``$XDG_STATE_HOME`` wins, else ``~/.local/state``."""
+    xdg = environ.get("XDG_STATE_HOME", "")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "kubeboot"
+    home = environ.get("HOME") or str(Path("~").expanduser())
+    return Path(home) / ".local" / "state" / "kubeboot"
+
+
+def _var(name: str) -> str:
+    return ENV_PREFIX + name
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    url = env.get(_var("REDIS_URL"))
+    if url is not None and not url.startswith(_REDIS_SCHEMES):
+        raise ConfigError("must start with redis://, rediss:// or unix://", field=_var("REDIS_URL"))
+    return url
+
+
+def _state_dir(env: Mapping[str, str], environ: Mapping[str, str]) -> Path:
+    raw = env.get(_var("STATE_DIR"))
+    if raw is None:
+        return default_state_dir(environ)
+    if raw.startswith("~"):
+        home = environ.get("HOME") or str(Path("~").expanduser())
+        raw = home + raw[1:]
+    if not os.path.isabs(raw):
+        # A relative state dir would silently depend on the working directory of each process.
+        raise ConfigError(f"must be an absolute path, got {raw!r}", field=_var("STATE_DIR"))
+    return Path(raw)
+
+
+def _secret_key(env: Mapping[str, str]) -> bytes | None:
+    text = env.get(_var("SECRET_KEY"))
+    return None if text is None else parse_secret_key(text, source=_var("SECRET_KEY"))
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int | None = None) -> int:
+    text = env.get(_var(name))
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0 or (maximum is not None and value > maximum):
+        bound = f" at most {maximum}" if maximum else ""
+        raise ConfigError(f"must be a positive whole number{bound}, got {text!r}", field=_var(name))
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(_var(name))
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"must be a positive number of seconds, got {text!r}", field=_var(name))
+    return value
+
+
+def _flower_url(env: Mapping[str, str]) -> str | None:
+    url = env.get(_var("FLOWER_URL"))
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError("must start with http:// or https://", field=_var("FLOWER_URL"))
+    return url
+
+
+def _basic_auth(env: Mapping[str, str]) -> str | None:
+    text = env.get(_var("FLOWER_BASIC_AUTH"))
+    if text is None:
+        return None
+    # Flower's --basic-auth format: comma-separated user:password pairs, each part non-empty.
+    for pair in text.split(","):
+        user, sep, password = pair.partition(":")
+        if not (user and sep and password):
+            raise ConfigError("must be user:password pairs separated by commas", field=_var("FLOWER_BASIC_AUTH"))
+    return text

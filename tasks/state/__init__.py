@@ -1,0 +1,24 @@
+"""Run state in Redis: the run store, cluster locks and sealed secrets (schemas in each module)."""
+
+from tasks.state.lock import InitLock, LockHeldError, LockHolder, SerialLock, control_plane_join_lock
+from tasks.state.records import Event, PhaseRecord, RunRecord
+from tasks.state.secrets import SecretBox, SecretError, box_from_settings, load_or_create_key
+from tasks.state.store import RunExistsError, RunStore, spec_digest
+
+__all__ = [
+    "Event",
+    "InitLock",
+    "LockHeldError",
+    "LockHolder",
+    "PhaseRecord",
+    "RunExistsError",
+    "RunRecord",
+    "RunStore",
+    "SecretBox",
+    "SecretError",
+    "SerialLock",
+    "box_from_settings",
+    "control_plane_join_lock",
+    "load_or_create_key",
+    "spec_digest",
+]
