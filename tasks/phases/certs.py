@@ -63,11 +63,18 @@ def run_certs(ctx: NodeContext) -> None:
 
 def _keys_needed(ctx: NodeContext) -> list[str]:
     """Base names whose key the sub-phases will have to generate (a cheap guess from file presence)."""
+    def present(base: str) -> tuple[bool, bool]:
+        crt, key = _paths(ctx.cfg, base)
+        return ctx.fs.exists(crt), ctx.fs.exists(key)
+
     needed = []
     for r in cert_table(ctx.cfg):
-        crt, key = _paths(ctx.cfg, r.base_name)
-        if not ctx.fs.exists(key) or (not r.is_ca and not ctx.fs.exists(crt)):
-            needed.append(r.base_name)
+        has_crt, has_key = present(r.base_name)
+        if r.is_ca:
+            if not has_crt and not has_key:  # a lone ca.crt is external CA mode, a lone ca.key is reused
+                needed.append(r.base_name)
+        elif not (has_crt and has_key) and present(row(r.ca or "").base_name) != (True, False):
+            needed.append(r.base_name)  # (a keyless CA signs nothing: no key to prepare)
     if not ctx.fs.exists(_paths(ctx.cfg, SA)[1]):
         needed.append(SA)
     return needed

@@ -306,3 +306,15 @@ def test_the_parent_phase_generates_ahead_only_the_keys_that_are_missing(node: P
         certs.run_cert(ctx, r.name)
     certs.run_sa(ctx)
     assert futures == {}  # every key generated ahead was used
+
+
+def test_the_parent_phase_prepares_no_key_for_a_keyless_ca_or_its_leaves(node: Path) -> None:
+    (node / PKI / "front-proxy-ca.key").unlink()
+    (node / PKI / "front-proxy-client.key").unlink()
+    (node / PKI / "etcd/ca.crt").unlink()
+    (node / PKI / "etcd/peer.crt").unlink()
+    (node / PKI / "apiserver.crt").unlink()
+    ctx = NodeContext(make_cfg(), NodeFS(node), out=lambda _: None, now=NOW)
+    certs.run_certs(ctx)
+    # etcd/ca.key survives alone and is reused; front-proxy-client cannot be signed without its CA key.
+    assert sorted(ctx.scratch[certs.SCRATCH_KEYS][1]) == ["apiserver", "etcd/peer"]
