@@ -39,7 +39,7 @@ def _pydantic_error(err: ValidationError, file: str, kind: str) -> ConfigError:
     msg = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown field"
-    elif first["type"] == "literal_error":
+    elif isinstance(first.get("input"), str | int | float | bool) and repr(first.get("input")) not in msg:
         msg = f"{msg} (got {first.get('input')!r})"
     return ConfigError(msg, file=file, document=kind, field=_field_path(tuple(first["loc"])))
 
