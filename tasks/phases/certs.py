@@ -222,15 +222,18 @@ def _load_ca(ctx: NodeContext, ca: CertRow) -> tuple[x509.Certificate, pki.Priva
     return cert, key
 
 
-def _leaf_problem(ctx: NodeContext, cert: x509.Certificate, key: pki.PrivateKey, spec: pki.CertSpec) -> str | None:
+def _leaf_problem(
+    ctx: NodeContext, cert: x509.Certificate, key: pki.PrivateKey, spec: pki.CertSpec
+) -> tuple[str, bool] | None:
+    """What is wrong with an existing leaf, and whether a keyless CA may keep it anyway (kubeadm does)."""
     if not pki.key_matches_cert(key, cert):
-        return "does not match its private key"
+        return "does not match its private key", False
     period = pki.period_error(cert, ctx.now)
     if period:
-        return f"is not usable now ({period})"
+        return f"is not usable now ({period})", True
     dns, ips = pki.missing_sans(cert, spec)
     if dns or ips:
-        return f"is not valid for DNS names [{' '.join(dns)}] and IPs [{' '.join(ips)}]"
+        return f"is not valid for DNS names [{' '.join(dns)}] and IPs [{' '.join(ips)}]", True
     return None
 
 
@@ -253,10 +256,13 @@ def _converge_leaf(ctx: NodeContext, r: CertRow) -> None:
                 f"certificate {base} not signed by CA certificate {ca.base_name}: {sig} "
                 f"(remove {crt} and {key_path} to have it issued again by the current CA)"
             )
-        problem = _leaf_problem(ctx, cert, key, spec)
-        if problem is None or (ca_key is None and not problem.startswith("does not match")):
-            if problem:
-                _log(ctx, f"WARNING: existing {base} certificate {problem}; keeping it (external CA mode)")
+        found = _leaf_problem(ctx, cert, key, spec)
+        if found is None:
+            _log(ctx, f"Using existing {base} certificate and key on disk")
+            return
+        problem, keepable = found
+        if ca_key is None and keepable:
+            _log(ctx, f"WARNING: existing {base} certificate {problem}; keeping it (external CA mode)")
             _log(ctx, f"Using existing {base} certificate and key on disk")
             return
         if ca_key is None:

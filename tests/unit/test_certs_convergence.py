@@ -246,6 +246,13 @@ def test_without_the_ca_key_a_missing_san_is_a_warning_not_a_new_certificate(nod
     ]
 
 
+def test_without_the_ca_key_a_leaf_whose_key_does_not_match_is_an_error(node: Path) -> None:
+    (node / PKI / "ca.key").unlink()
+    (node / PKI / "apiserver.key").write_bytes(pki.key_to_pem(pki.generate_key("ECDSA-P256")))
+    with pytest.raises(PermanentError, match="invalid or incomplete external CA: certificate apiserver does not match"):
+        run_one(node, "apiserver")
+
+
 # --- external etcd -------------------------------------------------------------------------------------
 
 
