@@ -70,13 +70,15 @@ def _run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
 class SystemdKubelet:
     """The ``kubelet`` systemd unit, driven like kubeadm's initsystem.SystemdInitSystem.
 
-    ``systemctl`` is looked up on ``PATH`` (kubeadm's GetInitSystem); ``run`` executes one command and
-    exists so tests can stand in for ``systemctl`` without a systemd.
+    ``systemctl`` is looked up on ``PATH`` (kubeadm's GetInitSystem) unless given; ``run`` executes one
+    command and exists so tests can stand in for ``systemctl`` without a systemd.
     """
 
-    def __init__(self, run: Runner = _run, systemctl: str | None = None) -> None:
+    def __init__(
+        self, run: Runner = _run, systemctl: str | None = None, *, which: Callable[[str], str | None] = shutil.which
+    ) -> None:
         self._run = run
-        self._systemctl = systemctl if systemctl is not None else shutil.which("systemctl")
+        self._systemctl = systemctl or which("systemctl")
 
     @property
     def healthz_url(self) -> str:
