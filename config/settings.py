@@ -73,10 +73,6 @@ class Settings:
         return self.state_dir / c.SECRET_KEY_FILE
 
     @property
-    def embedded_redis_dir(self) -> Path:
-        return self.state_dir / c.EMBEDDED_REDIS_DIR
-
-    @property
     def flower_base_url(self) -> str:
         """Where people open Flower: the configured URL, else the local Flower on its port."""
         return (self.flower_url or f"http://127.0.0.1:{self.flower_port}").rstrip("/")

@@ -64,10 +64,11 @@ from typing import Any
 import redis
 from redis.typing import EncodableT, FieldT
 
+from config import constants as c
 from tasks.state.records import Event, PhaseRecord, RunRecord, iso, text
 from tasks.state.secrets import SecretBox
 
-PREFIX = "kubeboot:"
+PREFIX = c.STATE_KEY_PREFIX
 RUNS_INDEX = f"{PREFIX}runs"
 EVENTS_MAXLEN = 10_000
 ERROR_MAX_CHARS = 2_000  # errors are summaries; a traceback belongs in the worker log
