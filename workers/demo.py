@@ -52,13 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"==> kubeboot init phase all --config {args.config} --root {root}\n")
     # The demo machine has no container runtime or kubelet: those checks report, they do not stop it.
     run = {"path": "all", "config_file": args.config, "root": str(root), "ignore": ["all"]}
-    code, message = run_init_phase(**run)  # type: ignore[arg-type]
+    code, message = run_init_phase(**run)
     if code:
         print(message, file=sys.stderr)
         return code
     before = _snapshot(root)
     print("\n==> running every phase again: each one converges and nothing on disk changes\n")
-    code, message = run_init_phase(**run, out=lambda line: None)  # type: ignore[arg-type]
+    code, message = run_init_phase(**run, out=lambda line: None)
     if code:
         print(message, file=sys.stderr)
         return code

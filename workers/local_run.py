@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tasks.kubelet import KubeletDriver
 
 
 def _load(config_file: str | None, node: str | None, patches: str | None) -> object:
@@ -73,7 +77,7 @@ def run_init_phase(
     return 0, ""
 
 
-def _kubelet(name: str) -> object | None:
+def _kubelet(name: str) -> KubeletDriver | None:
     if name == "systemd":
         from tasks.kubelet import SystemdKubelet
 

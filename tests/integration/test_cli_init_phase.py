@@ -22,7 +22,9 @@ def files(root: Path) -> dict[str, tuple[int, bytes]]:
             for p in root.rglob("*") if p.is_file()}
 
 
-def test_init_phase_all_writes_the_control_plane_inventory_of_kubeadm(tmp_path: Path, node_config: Path, kubeboot) -> None:
+def test_init_phase_all_writes_the_control_plane_inventory_of_kubeadm(
+    tmp_path: Path, node_config: Path, kubeboot
+) -> None:
     root = tmp_path / "node"
     result = kubeboot("init", "phase", "all", "--config", str(node_config), "--root", str(root))
     assert result.returncode == 0, result.stderr
@@ -64,7 +66,9 @@ def test_skip_phases_leaves_exactly_those_artifacts_out(tmp_path: Path, node_con
     assert (root / "etc/kubernetes/admin.conf").exists()
 
 
-def test_an_unknown_phase_path_exits_2_with_one_line_and_writes_nothing(tmp_path: Path, node_config: Path, kubeboot) -> None:
+def test_an_unknown_phase_path_exits_2_with_one_line_and_writes_nothing(
+    tmp_path: Path, node_config: Path, kubeboot
+) -> None:
     root = tmp_path / "node"
     result = kubeboot("init", "phase", "certs/nope", "--config", str(node_config), "--root", str(root))
     assert result.returncode == 2

@@ -131,7 +131,8 @@ def test_each_file_points_at_the_control_plane_endpoint_or_the_local_api_server(
 
 
 def test_kubelet_conf_points_at_the_control_plane_endpoint_when_kubelet_local_mode_is_switched_off(fs) -> None:
-    cfg = make_cfg(cpe="k8s.example.com:8443", kubernetesVersion="v1.34.3", featureGates={"ControlPlaneKubeletLocalMode": False})
+    cfg = make_cfg(cpe="k8s.example.com:8443", kubernetesVersion="v1.34.3",
+                   featureGates={"ControlPlaneKubeletLocalMode": False})
     ctx, _ = context(fs, cfg)
     phase.run_kubeconfig_file(ctx, "kubelet")
     assert load(fs, "kubelet.conf")["clusters"][0]["cluster"]["server"] == "https://k8s.example.com:8443"
