@@ -146,5 +146,13 @@ def init_phase(
         _fail(message, code)
 
 
+def _register_run_commands() -> None:
+    from workers.cli_runs import register
+
+    register(main)
+
+
+_register_run_commands()
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,113 @@
+"""What a worker process knows about itself: which node it serves, where that node's root is, how
+to reach the run state. Set once by the worker launcher (``workers``), read by the task wrappers.
+
+Node workers serve one node (``node.<id>`` queue, ``root``); the control worker serves API phases
+and has no node root. Prefork children inherit the runtime through ``fork``; the launcher also
+exports it in ``KUBEBOOT_WORKER_*`` variables so a spawned child can rebuild it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from config.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
+
+    from config.resolved import InitConfig
+    from tasks.kubelet import KubeletDriver
+    from tasks.state import RunStore
+
+ENV_ROLE = "KUBEBOOT_WORKER_ROLE"
+ENV_NODE_ID = "KUBEBOOT_WORKER_NODE_ID"
+ENV_ROOT = "KUBEBOOT_WORKER_ROOT"
+ENV_BROKER = "KUBEBOOT_WORKER_REDIS_URL"
+ENV_KUBELET = "KUBEBOOT_WORKER_KUBELET"
+_SCRATCH_RUNS = 8  # scratch spaces kept per process; more only costs recomputation
+
+
+@dataclass
+class WorkerRuntime:
+    role: str  # "node" or "control"
+    redis_url: str
+    settings: Settings
+    node_id: str = ""
+    root: Path = Path("/")
+    kubelet_name: str = "none"
+    _scratch: OrderedDict[tuple[str, str], dict[str, Any]] = field(default_factory=OrderedDict)
+    _configs: dict[str, InitConfig] = field(default_factory=dict)
+
+    def export(self) -> None:
+        os.environ.update({ENV_ROLE: self.role, ENV_NODE_ID: self.node_id, ENV_ROOT: str(self.root),
+                           ENV_BROKER: self.redis_url, ENV_KUBELET: self.kubelet_name})
+
+    @classmethod
+    def from_env(cls) -> WorkerRuntime:
+        return cls(
+            role=os.environ.get(ENV_ROLE, "control"),
+            redis_url=os.environ[ENV_BROKER],
+            settings=Settings.from_env(),
+            node_id=os.environ.get(ENV_NODE_ID, ""),
+            root=Path(os.environ.get(ENV_ROOT, "/")),
+            kubelet_name=os.environ.get(ENV_KUBELET, "none"),
+        )
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        import redis as redis_lib
+
+        return redis_lib.Redis.from_url(self.redis_url, health_check_interval=30)
+
+    @cached_property
+    def store(self) -> RunStore:
+        from tasks.state import RunStore, box_from_settings
+
+        return RunStore(self.redis, box_from_settings(self.settings))
+
+    def config(self, run_id: str) -> InitConfig:
+        """The run's config (decrypted from the run state), cached: a run's config never changes."""
+        if run_id not in self._configs:
+            from config.loader import build_init_config
+
+            docs = self.store.run_config(run_id)
+            self._configs[run_id] = build_init_config(docs, f"run {run_id}", fill_node_defaults=False)
+        return self._configs[run_id]
+
+    def scratch(self, run_id: str, node: str) -> dict[str, Any]:
+        """Per-(run, node) scratch shared by the phases this process runs (e.g. keys made ahead)."""
+        key = (run_id, node)
+        if key not in self._scratch:
+            self._scratch[key] = {}
+            while len(self._scratch) > _SCRATCH_RUNS:
+                self._scratch.popitem(last=False)
+        return self._scratch[key]
+
+    @cached_property
+    def kubelet(self) -> KubeletDriver | None:
+        if self.kubelet_name == "systemd":
+            from tasks.kubelet import SystemdKubelet
+
+            return SystemdKubelet()
+        return None
+
+
+_current: WorkerRuntime | None = None
+
+
+def install(runtime: WorkerRuntime) -> None:
+    global _current  # noqa: PLW0603 - one runtime per process, set once by the launcher
+    _current = runtime
+    runtime.export()
+
+
+def current() -> WorkerRuntime:
+    global _current  # noqa: PLW0603
+    if _current is None:
+        _current = WorkerRuntime.from_env()
+    return _current

@@ -1,0 +1,80 @@
+"""The Celery app: every setting with the reason it has that value.
+
+One app object per process, configured from ``Settings`` and the Redis URL the CLI resolved
+(embedded or ``KUBEBOOT_REDIS_URL``). The phase tasks are registered from the workflow trees
+(``workflows.registry``), so the worker, the submitter and Flower all know the same task names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from config.settings import Settings
+from workflows.registry import register_all
+from workflows.routing import CONTROL_QUEUE
+
+
+def kombu_url(redis_url: str) -> str:
+    """redis-py spells a unix socket ``unix:///path``; kombu's Redis transport ``redis+socket:///path``."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url.removeprefix("unix://")
+    return redis_url
+
+
+def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None = None) -> Celery:
+    app = Celery("kubeboot", set_as_current=True)
+    broker = kombu_url(redis_url)
+    queues = [Queue(CONTROL_QUEUE, routing_key=CONTROL_QUEUE)]
+    queues += [Queue(q, routing_key=q) for q in extra_queues or [] if q != CONTROL_QUEUE]
+    transport: dict[str, Any] = {
+        # A task held unacked longer than this is delivered again. Phases never run or wait that
+        # long (soft limit 120 s, retry countdowns <= 30 s), so only dead workers' tasks come back.
+        "visibility_timeout": settings.visibility_timeout,
+        # Redis restarts (or the embedded one being restarted) must not kill a worker or a submit.
+        "retry_on_timeout": True,
+        "health_check_interval": 10,
+    }
+    app.conf.update(
+        broker_url=broker,
+        broker_transport_options=transport,
+        # Keep retrying the broker connection at start-up and after a loss instead of exiting.
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # No result backend: tasks pass ids and write the run state; nobody ever reads a result.
+        result_backend=None,
+        task_ignore_result=True,
+        # JSON only: task messages are readable in Flower and nothing is unpickled from the network.
+        task_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        event_serializer="json",
+        # Ack after the phase ran: phases are idempotent, so redelivery after a crash is safe.
+        task_acks_late=True,
+        # A prefork child killed mid-phase (OOM, kill -9) puts its message back at once.
+        task_reject_on_worker_lost=True,
+        # With acks_late a connection loss means the message comes back anyway: stop the running copy.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Reserve one message at a time: a busy worker must not sit on phases another could run.
+        worker_prefetch_multiplier=1,
+        # Queues are declared, never invented: a misrouted phase fails at submit time.
+        task_queues=queues,
+        task_default_queue=CONTROL_QUEUE,
+        task_create_missing_queues=False,
+        # Flower: workers emit task events, the client emits task-sent, STARTED is tracked.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        # Per-phase limits are set on each task; these bound anything else (finish task, no-ops).
+        task_soft_time_limit=120,
+        task_time_limit=150,
+        # Timestamps in UTC, like the run state.
+        enable_utc=True,
+        timezone="UTC",
+    )
+    register_all()
+    import tasks.phasetask  # noqa: F401 - registers kubeboot.run.finish
+
+    return app

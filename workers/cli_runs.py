@@ -1,0 +1,148 @@
+"""``kubeboot submit | status | runs | resume | worker | flower``: the distributed side of the CLI.
+
+Imports only click at load time (see ``workers.cli``). Exit codes: 0 success, 1 the run failed or
+was refused, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+if TYPE_CHECKING:
+    from workers.services import Services
+
+BAD_INPUT = 2
+FAILED = 1
+OUTPUTS = click.Choice(["text", "json"])
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _services() -> Services:
+    from config.errors import ConfigError
+    from workers.redis_server import EmbeddedRedisError
+    from workers.services import Services
+
+    try:
+        return Services.connect()
+    except ConfigError as e:
+        _fail(str(e), BAD_INPUT)
+    except EmbeddedRedisError as e:
+        _fail(str(e), FAILED)
+
+
+def _finish(svc: Services, run_id: str, wait: bool, output: str) -> None:
+    """Follow the run to its end when ``wait``; print the final view; exit 1 if it failed."""
+    from workers.progress import render_table, status_json, watch
+
+    status = svc.store.run_status(run_id)
+    if wait:
+        status = watch(svc.store, run_id, click.echo if output == "text" else (lambda _: None))
+    run = svc.store.get_run(run_id)
+    assert run is not None
+    phases = svc.store.phase_records(run_id)
+    flower = svc.flower_url(run_id)
+    click.echo(status_json(run, phases, flower) if output == "json" else render_table(run, phases, flower))
+    if status == "failed":
+        sys.exit(FAILED)
+
+
+@click.group("submit")
+def submit_group() -> None:
+    """Submit a run to the workers (needs a running control worker and the node's worker)."""
+
+
+@submit_group.command("init")
+@click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False), help="kubeadm config file.")
+@click.option("--skip-phases", multiple=True, metavar="PATH[,PATH]", help="Phases to skip (kubeadm paths).")
+@click.option("--wait", is_flag=True, help="Follow the run live until it ends; exit 1 if it failed.")
+@click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
+def submit_init(config_file: str, skip_phases: tuple[str, ...], wait: bool, output: str) -> None:
+    """Bootstrap the first control-plane node of the cluster in FILE (its worker: node.<name>)."""
+    from config.errors import ConfigError
+    from config.loader import load_init_config
+    from workflows.runs import RunRefusedError, submit_init
+    from workflows.selection import UnknownPhaseError
+
+    skip = [v.strip() for item in skip_phases for v in item.split(",") if v.strip()]
+    try:
+        cfg = load_init_config(config_file)
+        from workflows.local import plan_init
+
+        plan_init(cfg, "all", skip)  # bad phase paths are bad input, before anything is recorded
+    except (ConfigError, UnknownPhaseError) as e:
+        _fail(str(e), BAD_INPUT)
+    svc = _services()
+    app = svc.app()
+    try:
+        sub = submit_init(app, svc.redis, svc.store, svc.settings, cfg, skip=skip)
+    except RunRefusedError as e:
+        _fail(str(e), FAILED)
+    if output == "text":
+        click.echo(f"[submit] run {sub.run.id}: init of cluster {sub.run.cluster}, node {cfg.node_name} "
+                   f"(queues {', '.join(sub.queues)})")
+        click.echo(f"[submit] follow it: kubeboot status {sub.run.id} --watch    Flower: {svc.flower_url(sub.run.id)}")
+    if wait or output == "json":
+        _finish(svc, sub.run.id, wait, output)
+
+
+@click.command("status")
+@click.argument("run_id", metavar="RUN")
+@click.option("--watch", is_flag=True, help="Print events live until the run ends.")
+@click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
+def status(run_id: str, watch: bool, output: str) -> None:
+    """Show a run: per node and phase, status, attempts, time and last error."""
+    svc = _services()
+    if svc.store.get_run(run_id) is None:
+        _fail(f"no run {run_id}; list runs with `kubeboot runs`", BAD_INPUT)
+    _finish(svc, run_id, watch, output)
+
+
+@click.command("runs")
+@click.option("--cluster", help="Only the runs of this cluster.")
+@click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
+def runs(cluster: str | None, output: str) -> None:
+    """List runs, newest first."""
+    from workers.progress import runs_json
+
+    svc = _services()
+    records = svc.store.list_runs(cluster=cluster)
+    if output == "json":
+        click.echo(json.dumps(runs_json(records), indent=2))
+        return
+    click.echo(f"{'RUN':<12} {'KIND':<6} {'CLUSTER':<20} {'STATUS':<10} CREATED")
+    for r in records:
+        click.echo(f"{r.id:<12} {r.kind:<6} {r.cluster:<20} {r.status:<10} {r.created}")
+
+
+@click.command("resume")
+@click.argument("run_id", metavar="RUN")
+@click.option("--wait", is_flag=True, help="Follow the run live until it ends; exit 1 if it failed.")
+@click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
+def resume(run_id: str, wait: bool, output: str) -> None:
+    """Continue a failed run from where it stopped: only phases not yet succeeded run again."""
+    from workflows.runs import RunRefusedError
+    from workflows.runs import resume as resume_run
+
+    svc = _services()
+    try:
+        run = resume_run(svc.app(), svc.redis, svc.store, svc.settings, run_id)
+    except RunRefusedError as e:
+        _fail(str(e), FAILED)
+    if output == "text":
+        click.echo(f"[resume] run {run.id} is {run.status}")
+    _finish(svc, run_id, wait, output)
+
+
+def register(main: click.Group) -> None:
+    from workers.cli_workers import flower, worker_group
+
+    for cmd in (submit_group, status, runs, resume, worker_group, flower):
+        main.add_command(cmd)

@@ -1,0 +1,77 @@
+"""``kubeboot worker node|control`` and ``kubeboot flower``: the long-running processes."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import click
+
+
+@click.group("worker")
+def worker_group() -> None:
+    """Run a Celery worker: one per node (node-local phases) and one or more control workers (API phases)."""
+
+
+def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, kubelet: str,
+                concurrency: int, loglevel: str) -> None:
+    from tasks.runtime import WorkerRuntime, install
+    from workers.cli_runs import _services
+
+    svc = _services()
+    app = svc.app(extra_queues=[queue])
+    install(WorkerRuntime(role=role, redis_url=svc.redis_url, settings=svc.settings, node_id=node_id,
+                          root=Path(root).resolve(), kubelet_name=kubelet))
+    click.echo(f"[worker] {name}: queue {queue}, root {root if role == 'node' else '-'}, "
+               f"broker {svc.redis_url.split('@')[-1]}")
+    app.worker_main([
+        "worker", "-Q", queue, "-n", name, "-c", str(concurrency), "-l", loglevel, "-P", "prefork",
+        # No mingle/gossip: workers share nothing but the broker, and start-up stays fast.
+        "--without-mingle", "--without-gossip",
+    ])
+
+
+@worker_group.command("node")
+@click.option("--id", "worker_id", required=True, help="Worker id: the node it serves (its queue is node.<id>).")
+@click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False),
+              help="Node root: every kubeadm path is written under it.")
+@click.option("--kubelet", type=click.Choice(["none", "systemd"]), default="none", show_default=True,
+              help="How kubelet-start starts the kubelet on this node.")
+@click.option("--concurrency", default=1, show_default=True, help="Node phases of one node run one at a time.")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker_node(worker_id: str, root: str, kubelet: str, concurrency: int, loglevel: str) -> None:
+    """Serve the node-local phases of node ID (files under --root, the kubelet)."""
+    from workflows.routing import node_queue
+
+    _run_worker(role="node", queue=node_queue(worker_id), name=f"node-{worker_id}@{socket.gethostname()}",
+                node_id=worker_id, root=root, kubelet=kubelet, concurrency=concurrency, loglevel=loglevel)
+
+
+@worker_group.command("control")
+@click.option("--concurrency", default=2, show_default=True)
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--name", default="control", show_default=True, help="Worker name (unique per host).")
+def worker_control(concurrency: int, loglevel: str, name: str) -> None:
+    """Serve the control queue: Kubernetes API phases and run bookkeeping."""
+    from workflows.routing import CONTROL_QUEUE
+
+    _run_worker(role="control", queue=CONTROL_QUEUE, name=f"{name}@{socket.gethostname()}", node_id="",
+                root="/", kubelet="none", concurrency=concurrency, loglevel=loglevel)
+
+
+@click.command("flower")
+@click.option("--port", type=int, help="Port (default KUBEBOOT_FLOWER_PORT or 5555).")
+@click.option("--address", default="127.0.0.1", show_default=True, help="Listen address.")
+@click.option("--basic-auth", help="user:password[,user:password] (default KUBEBOOT_FLOWER_BASIC_AUTH).")
+def flower(port: int | None, address: str, basic_auth: str | None) -> None:
+    """Start Flower on the same broker: every run's phases, live."""
+    from workers.cli_runs import _services
+
+    svc = _services()
+    app = svc.app()
+    argv = ["flower", f"--port={port or svc.settings.flower_port}", f"--address={address}"]
+    auth = basic_auth or svc.settings.flower_basic_auth
+    if auth:
+        argv.append(f"--basic-auth={auth}")
+    click.echo(f"[flower] {svc.flower_url()}  (broker {svc.redis_url.split('@')[-1]})")
+    app.start(argv)

@@ -1,0 +1,33 @@
+"""Queue names and routing, computed here and nowhere else.
+
+- ``control``: API work (the control worker).
+- ``node.<worker-id>``: node-local work of one machine; a node worker consumes only its own queue.
+A node's worker id defaults to its node name (``nodeRegistration.name``).
+Queues are declared explicitly; Celery's missing-queue auto-creation is off, so a task routed to a
+queue nobody declared fails at submit time instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+CONTROL_QUEUE: Final = "control"
+NODE_QUEUE_PREFIX: Final = "node."
+
+
+def node_queue(worker_id: str) -> str:
+    return f"{NODE_QUEUE_PREFIX}{worker_id}"
+
+
+def queue_for(target: str, worker_id: str) -> str:
+    """The queue of a phase with ``target`` ("node" or "control") for the node served by ``worker_id``."""
+    if target == "control":
+        return CONTROL_QUEUE
+    if target == "node":
+        return node_queue(worker_id)
+    raise ValueError(f"unknown phase target {target!r}")
+
+
+def queues_for_workers(worker_ids: list[str]) -> list[str]:
+    """Every queue a run over these node workers can produce."""
+    return [CONTROL_QUEUE, *(node_queue(w) for w in worker_ids)]
