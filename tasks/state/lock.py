@@ -18,8 +18,9 @@ owner reference.
 - ``refresh`` and ``release`` act only while the caller is still the owner (compare-and-pexpire,
   compare-and-delete): a holder whose lease lapsed cannot extend or delete its successor's lock.
 - A holder is gone when its TTL lapses (the key expires), or when ``release_if_owner_finished`` sees
-  that the owner run is finished, failed or unknown to the store (like Cluster API unlocking when the
-  holding Machine no longer exists).
+  that the owner run has finished or failed (like Cluster API unlocking when the holding Machine no
+  longer exists). An owner the store does not know is NOT gone: a submitter takes the lock before it
+  records the run, so "unknown" may mean "about to exist"; such a lock lapses with its TTL.
 """
 
 from __future__ import annotations
@@ -139,9 +140,9 @@ class SerialLock:
         return None if raw is None else LockHolder.from_json(text(raw))
 
     def release_if_owner_finished(self, runs: RunStatusSource) -> LockHolder | None:
-        """Free the lock when its owner run has ended or is unknown; returns the holder it freed."""
+        """Free the lock when its owner run has succeeded or failed; returns the holder it freed."""
         holder = self.holder()
-        if holder is None or runs.run_status(holder.owner) not in (*RUN_FINAL, None):
+        if holder is None or runs.run_status(holder.owner) not in RUN_FINAL:
             return None
         # The token pins the holding we judged: if the lock changed hands meanwhile, it is left alone.
         return holder if self.release(holder.owner, token=holder.token) else None

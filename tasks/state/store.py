@@ -213,22 +213,36 @@ class RunStore:
     def finish_run(self, run_id: str, *, status: str, error: str = "") -> None:
         if status not in RUN_FINAL:
             raise ValueError(f"a run finishes as one of {RUN_FINAL}, not {status!r}")
-        key = run_key(run_id)
-        with self._r.pipeline() as pipe:
-            pipe.hset(key, mapping={"status": status, "finished": iso(self._clock()), "error": error[:ERROR_MAX_CHARS]})
-            if not error:
-                pipe.hdel(key, "error")
-            self._run_event(pipe, key, status, error[:ERROR_MAX_CHARS])
-            pipe.execute()
+        ended: dict[FieldT, EncodableT] = {"status": status, "finished": iso(self._clock())}
+        if error:
+            ended["error"] = error[:ERROR_MAX_CHARS]
+        self._update_run(run_id, ended, () if error else ("error",), status, error[:ERROR_MAX_CHARS])
 
     def reopen_run(self, run_id: str) -> None:
         """Resume: the run is running again; phase records keep their history and final states."""
+        self._update_run(run_id, {"status": "running"}, ("finished", "error"), "resumed", "")
+
+    def _update_run(
+        self, run_id: str, fields: dict[FieldT, EncodableT], drop: Sequence[str], event: str, message: str
+    ) -> None:
         key = run_key(run_id)
         with self._r.pipeline() as pipe:
-            pipe.hset(key, "status", "running")
-            pipe.hdel(key, "finished", "error")
-            self._run_event(pipe, key, "resumed", "")
-            pipe.execute()
+            # WATCH + EXISTS: an update of an unknown (or concurrently deleted) run must not create a
+            # half-filled hash; a concurrent change of the run just retries.
+            while True:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    if not pipe.exists(key):
+                        raise KeyError(f"no such run: {run_id}")
+                    pipe.multi()
+                    pipe.hset(key, mapping=fields)
+                    if drop:
+                        pipe.hdel(key, *drop)
+                    self._run_event(pipe, key, event, message)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    continue
 
     def _run_event(self, pipe: Any, key: str, event: str, message: str) -> None:
         entry = {"ts": iso(self._clock()), "node": "", "phase": "", "event": event, "attempt": 0, "message": message}
@@ -287,16 +301,16 @@ class RunStore:
         return [Event.from_entry(entry_id, fields) for entry_id, fields in entries]
 
     # --- secrets ------------------------------------------------------------------------------
-    def secret_key(self, run_id: str, name: str) -> str:
+    def secret_redis_key(self, run_id: str, name: str) -> str:
         return f"{run_key(run_id)}:secret:{check_name('secret name', name)}"
 
     def put_secret(self, run_id: str, name: str, value: bytes | str, *, ttl: float | None = None) -> None:
-        key = self.secret_key(run_id, name)
+        key = self.secret_redis_key(run_id, name)
         data = value.encode() if isinstance(value, str) else value
         self._r.set(key, self._box.encrypt(data, aad=key), px=None if ttl is None else int(ttl * 1000))
 
     def get_secret(self, run_id: str, name: str) -> bytes | None:
-        key = self.secret_key(run_id, name)
+        key = self.secret_redis_key(run_id, name)
         sealed = self._r.get(key)
         return None if sealed is None else self._box.decrypt(sealed, aad=key)
 

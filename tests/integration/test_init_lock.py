@@ -112,7 +112,7 @@ def test_a_release_with_a_stale_token_leaves_the_lock_alone(client: redis.Redis)
         pytest.param("running", False, id="a running owner keeps the lock"),
         pytest.param("failed", True, id="a failed owner loses it"),
         pytest.param("succeeded", True, id="a finished owner loses it"),
-        pytest.param(None, True, id="an owner unknown to the store loses it"),
+        pytest.param(None, False, id="an owner not yet recorded in the store keeps it until its lease lapses"),
     ],
 )
 def test_a_lock_whose_owner_run_ended_can_be_recovered(

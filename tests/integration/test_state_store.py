@@ -335,3 +335,9 @@ def test_the_store_works_with_a_decoding_client(redis_server: str, clock: Frozen
     assert s.get_secret("r-1", "bootstrap-token") == TOKEN.encode()
     assert s.run_config("r-1") == CONFIG
     assert [e.event for e in s.events("r-1")] == ["submitted", "started"]
+
+
+def test_finishing_an_unknown_run_fails_and_writes_nothing(store: RunStore, client: redis.Redis) -> None:
+    with pytest.raises(KeyError, match="no such run: r-404"):
+        store.finish_run("r-404", status="failed", error="boom")
+    assert client.dbsize() == 0
