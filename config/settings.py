@@ -15,7 +15,10 @@ reading them is the job of ``tasks.state.secrets`` and ``workers.redis_server``.
 | ``KUBEBOOT_FLOWER_URL``      | flower_url          | ``http://127.0.0.1:<flower_port>``               |
 | ``KUBEBOOT_FLOWER_PORT``     | flower_port         | 5555                                             |
 | ``KUBEBOOT_FLOWER_BASIC_AUTH`` | flower_basic_auth | None (``user:password[,user:password]``)         |
-| ``KUBEBOOT_LOCK_TTL``        | lock_ttl            | 120 seconds                                      |
+| ``KUBEBOOT_LOCK_TTL``        | lock_ttl            | 900 seconds: longer than the visibility timeout, |
+|                              |                     | so a dead worker's run keeps its cluster lock    |
+|                              |                     | until its phase is delivered again; every phase  |
+|                              |                     | start renews it                                  |
 
 A bad value raises ``ConfigError`` naming the variable, never echoing a secret value.
 """
@@ -51,7 +54,7 @@ class Settings:
     flower_url: str | None = None
     flower_port: int = 5555
     flower_basic_auth: str | None = field(default=None, repr=False)
-    lock_ttl: float = 120.0
+    lock_ttl: float = 900.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -65,7 +68,7 @@ class Settings:
             flower_url=_flower_url(env),
             flower_port=port,
             flower_basic_auth=_basic_auth(env),
-            lock_ttl=_positive_float(env, "LOCK_TTL", 120.0),
+            lock_ttl=_positive_float(env, "LOCK_TTL", 900.0),
         )
 
     @property

@@ -21,7 +21,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert s.state_dir == Path("/home/ada/.local/state/kubeboot")
     assert s.secret_key is None
     assert s.visibility_timeout == 600
-    assert s.lock_ttl == 120.0
+    assert s.lock_ttl == 900.0
     assert (s.flower_url, s.flower_port, s.flower_basic_auth) == (None, 5555, None)
     assert s.flower_base_url == "http://127.0.0.1:5555"
     assert s.secret_key_file == Path("/home/ada/.local/state/kubeboot/secret.key")
