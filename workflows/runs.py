@@ -78,7 +78,8 @@ def submit_init(app: Celery, client: redis.Redis, store: RunStore, settings: Set
 
     node = cfg.node_name
     worker_ids = {node: node}
-    steps = [(node, s) for s in plan_init(cfg, "all", skip)]
+    # Parents without an action only group their children: they are no step of their own.
+    steps = [(node, s) for s in plan_init(cfg, "all", skip) if s.placed.phase.action or s.skip_reason]
     cluster = cfg.cluster.clusterName
     lock = InitLock(client, cluster, settings.lock_ttl)
     lock.release_if_owner_finished(store)
