@@ -133,3 +133,18 @@ EMBEDDED_REDIS_LOG: Final = "redis.log"
 EMBEDDED_REDIS_LOCKFILE: Final = "start.lock"
 EMBEDDED_REDIS_TCP_FILE: Final = "redis.tcp"  # port and password when the socket path is too long
 STATE_KEY_PREFIX: Final = "kubeboot:"  # every Redis key kubeboot writes starts with this
+
+# --- static Pod manifests (kubeadm phases/controlplane, util/staticpod) ------------------------------
+# The CA-bundle directories kubeadm mounts into kube-apiserver and kube-controller-manager when they
+# exist on the host (volumes.go caCertsExtraVolumePaths, v1.2x-v1.36; the volume name is the path with
+# "/" replaced by "-", leading dash dropped). Supersedes OPTIONAL_CA_DIRS above, which predates it.
+CA_CERTS_EXTRA_DIRS: Final = (
+    "/etc/pki/ca-trust",
+    "/etc/pki/tls/certs",
+    "/etc/ca-certificates",
+    "/usr/share/ca-certificates",
+    "/usr/local/share/ca-certificates",
+)
+PROBE_PORT_NAME: Final = "probe-port"  # kubeadm constants.ProbePort (named port of every probe, v1.34+)
+PRIORITY_NODE_CRITICAL_VALUE: Final = 2000001000  # value of system-node-critical, set explicitly (k/k#114338)
+CONTROL_PLANE_TIER: Final = "control-plane"
