@@ -13,8 +13,14 @@ def worker_group() -> None:
     """Run a Celery worker: one per node (node-local phases) and one or more control workers (API phases)."""
 
 
+# Hidden: extra modules the worker imports at start (Celery's ``-I``), e.g. a plugin that adds or wraps
+# phases. Imported in the main process before the pool forks, so every child sees them.
+_INCLUDE = click.option("--include", "includes", multiple=True, hidden=True, metavar="MODULE",
+                        help="Import MODULE at worker start (repeatable).")
+
+
 def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, kubelet: str,
-                concurrency: int, loglevel: str) -> None:
+                concurrency: int, loglevel: str, includes: tuple[str, ...] = ()) -> None:
     from tasks.runtime import WorkerRuntime, install
     from workers.cli_runs import _services
 
@@ -28,6 +34,7 @@ def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, ku
         "worker", "-Q", queue, "-n", name, "-c", str(concurrency), "-l", loglevel, "-P", "prefork",
         # No mingle/gossip: workers share nothing but the broker, and start-up stays fast.
         "--without-mingle", "--without-gossip",
+        *(["-I", ",".join(includes)] if includes else []),
     ])
 
 
@@ -39,24 +46,28 @@ def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, ku
               help="How kubelet-start starts the kubelet on this node.")
 @click.option("--concurrency", default=1, show_default=True, help="Node phases of one node run one at a time.")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker_node(worker_id: str, root: str, kubelet: str, concurrency: int, loglevel: str) -> None:
+@_INCLUDE
+def worker_node(worker_id: str, root: str, kubelet: str, concurrency: int, loglevel: str,
+                includes: tuple[str, ...]) -> None:
     """Serve the node-local phases of node ID (files under --root, the kubelet)."""
     from workflows.routing import node_queue
 
     _run_worker(role="node", queue=node_queue(worker_id), name=f"node-{worker_id}@{socket.gethostname()}",
-                node_id=worker_id, root=root, kubelet=kubelet, concurrency=concurrency, loglevel=loglevel)
+                node_id=worker_id, root=root, kubelet=kubelet, concurrency=concurrency, loglevel=loglevel,
+                includes=includes)
 
 
 @worker_group.command("control")
 @click.option("--concurrency", default=2, show_default=True)
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--name", default="control", show_default=True, help="Worker name (unique per host).")
-def worker_control(concurrency: int, loglevel: str, name: str) -> None:
+@_INCLUDE
+def worker_control(concurrency: int, loglevel: str, name: str, includes: tuple[str, ...]) -> None:
     """Serve the control queue: Kubernetes API phases and run bookkeeping."""
     from workflows.routing import CONTROL_QUEUE
 
     _run_worker(role="control", queue=CONTROL_QUEUE, name=f"{name}@{socket.gethostname()}", node_id="",
-                root="/", kubelet="none", concurrency=concurrency, loglevel=loglevel)
+                root="/", kubelet="none", concurrency=concurrency, loglevel=loglevel, includes=includes)
 
 
 @click.command("flower")
