@@ -140,7 +140,7 @@ def apply_patches(target: str, obj: dict[str, Any], patches_dir: Path, out: Out,
     set for every call of one run to print the "Reading patches" lines once, like kubeadm.
     """
     if target not in c.PATCH_TARGETS:
-        raise PermanentError(f"unknown patch target name {target!r}, must be one of {go_list(list(c.PATCH_TARGETS))}")
+        raise PermanentError(f'unknown patch target name "{target}", must be one of {go_list(list(c.PATCH_TARGETS))}')
     key = str(patches_dir)
     quiet = announced is not None and key in announced
     sets = read_patch_sets(patches_dir, (lambda _line: None) if quiet else out)
@@ -155,11 +155,11 @@ def apply_patches(target: str, obj: dict[str, Any], patches_dir: Path, out: Out,
                 doc = apply_one(ps.patch_type, doc, patch, target)
             except (PatchError, TypeError, KeyError, IndexError, ValueError) as e:
                 raise PermanentError(
-                    f"could not apply the following patch of type {ps.patch_type!r} to target {target!r}:\n"
+                    f'could not apply the following patch of type "{ps.patch_type}" to target "{target}":\n'
                     f"{json.dumps(patch, sort_keys=True, separators=(',', ':'))}\n: {e}") from e
             out(f'[patches] Applied patch of type "{ps.patch_type}" to target "{target}"')
     if not isinstance(doc, dict):
-        raise PermanentError(f"patching target {target!r} produced a {type(doc).__name__}, not an object")
+        raise PermanentError(f'patching target "{target}" produced a {type(doc).__name__}, not an object')
     return doc
 
 
@@ -257,6 +257,20 @@ def _remove(doc: Any, path: str) -> Any:
     return doc
 
 
+def _replace(doc: Any, path: str, value: Any) -> Any:
+    tokens = _pointer(path)
+    if not tokens:
+        return value
+    parent = _parent(doc, tokens)
+    if isinstance(parent, list):
+        parent[_index(tokens[-1], len(parent))] = value
+    elif tokens[-1] in parent:
+        parent[tokens[-1]] = value
+    else:
+        raise PatchError(f"replace operation does not apply: doc is missing key: {path}")
+    return doc
+
+
 def json_patch(doc: Any, ops: Any) -> Any:
     if not isinstance(ops, list):
         raise PatchError("a JSON patch must be a list of operations")
@@ -268,8 +282,7 @@ def json_patch(doc: Any, ops: Any) -> Any:
         elif kind == "remove":
             doc = _remove(doc, path)
         elif kind == "replace":
-            _get(doc, path)  # must exist
-            doc = _add(_remove(doc, path), path, copy.deepcopy(op["value"])) if path else op["value"]
+            doc = _replace(doc, path, copy.deepcopy(op["value"]))
         elif kind in ("move", "copy"):
             value = copy.deepcopy(_get(doc, op["from"]))
             if kind == "move":

@@ -41,10 +41,11 @@ _CONTAINER = {
     "volumeMounts": MergeList("mountPath"),
     "volumeDevices": MergeList("devicePath"),
 }
+_OBJECT_META = {"finalizers": MergeList(""), "ownerReferences": MergeList("uid")}
 POD: dict[str, Any] = {
-    "metadata": {"finalizers": MergeList(""), "ownerReferences": MergeList("uid")},
+    "metadata": _OBJECT_META,
     "spec": {
-        "volumes": MergeList("name"),  # merge,retainKeys
+        "volumes": MergeList("name", {"ephemeral": {"volumeClaimTemplate": {"metadata": _OBJECT_META}}}),  # +retainKeys
         "initContainers": MergeList("name", _CONTAINER),
         "containers": MergeList("name", _CONTAINER),
         "ephemeralContainers": MergeList("name", _CONTAINER),
