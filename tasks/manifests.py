@@ -1,11 +1,11 @@
-"""Static Pod manifests as kubeadm builds them (kubeadm-spec 2.4, 2.5) and as kubeadm writes them.
+"""The building blocks of kubeadm's static Pod manifests (kubeadm-spec 2.4, 2.5), their YAML, their writing.
 
-Reads: ``InitConfig`` only; the caller passes what kubeadm looks up on the host (which CA-bundle
-directories exist, whether the cluster runs in External CA mode, the proxy environment).
-Writes: nothing; ``tasks.phases.etcd`` / ``tasks.phases.controlplane`` write ``dump_yaml(pod)``.
+Reads: ``InitConfig``; the patches directory (``finish_pod``). Writes: ``write_static_pod`` writes one
+manifest through a ``NodeFS`` (0600, directory 0700, only when the bytes change). The Pods themselves are
+built in ``tasks.phases.etcd`` (etcd_pod) and ``tasks.phases.controlplane`` (control_plane_pod).
 
-Sources, kubeadm v1.34-v1.36: phases/etcd/local.go, phases/controlplane/{manifests,volumes}.go,
-util/staticpod/utils.go, util/{arguments,env}.go. The shape every Pod shares (ComponentPod): labels
+Sources, kubeadm v1.34-v1.36: util/staticpod/utils.go, util/{arguments,env}.go, phases/etcd/local.go,
+phases/controlplane/{manifests,volumes}.go. The shape every Pod shares (ComponentPod): labels
 ``component``/``tier``, ``hostNetwork``, ``priority`` 2000001000 with ``priorityClassName``
 system-node-critical, seccomp RuntimeDefault, volumes sorted by name, probes on the named port
 ``probe-port``. Flags are ``--name=value`` sorted by (name, value); an ``extraArgs`` name replaces
@@ -322,7 +322,7 @@ def finish_pod(component: str, pod: Pod, patches_dir: str, out: Callable[[str], 
     try:
         patched = apply_patches(component, pod, Path(patches_dir), out, announced=announced)
     except PermanentError as e:
-        raise PermanentError(f"failed to patch static Pod manifest file for {component!r}: {e}") from e
+        raise PermanentError(f'failed to patch static Pod manifest file for "{component}": {e}') from e
     patched = {k: _drop_nulls(v) for k, v in patched.items() if v is not None}
     patched.setdefault("status", {})  # PodStatus is not a pointer: always marshalled
     return patched
