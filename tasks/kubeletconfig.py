@@ -18,18 +18,16 @@ YAML is serialised like sigs.k8s.io/yaml: keys sorted, lists not indented, "0"/"
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
 
 from config import constants as c
 from config.resolved import InitConfig
-from tasks.errors import PermanentError
 from tasks.fsutil import NodeFS
 
 KUBELET_ENV_VAR = "KUBELET_KUBEADM_ARGS"
@@ -132,15 +130,6 @@ def cluster_kubelet_config(cfg: InitConfig, *, resolved_active: bool) -> dict[st
 # --- config.yaml: cluster config + user patches + instance patch -----------------------------------
 
 
-def _load_patcher() -> Patcher | None:
-    # Looked up at call time: the patches helper is a separate module that a build may lack.
-    try:
-        module = importlib.import_module("tasks.patches")
-    except ImportError:
-        return None
-    return cast(Patcher, module.apply_patches)
-
-
 def node_kubelet_config(
     cluster_doc: dict[str, Any],
     cfg: InitConfig,
@@ -151,10 +140,9 @@ def node_kubelet_config(
     """What the node's config.yaml holds, printing kubeadm's ``[patches]`` lines on the way."""
     doc = copy.deepcopy(cluster_doc)
     if cfg.patches_dir:
-        apply = patcher or _load_patcher()
-        if apply is None:
-            raise PermanentError("patches are configured but this kubeboot has no patch support (tasks.patches)")
-        doc = apply(PATCH_TARGET, doc, Path(cfg.patches_dir), out)
+        from tasks.patches import apply_patches
+
+        doc = (patcher or apply_patches)(PATCH_TARGET, doc, Path(cfg.patches_dir), out)
     if cfg.profile.node_local_cri_socket:
         doc["containerRuntimeEndpoint"] = cfg.init.nodeRegistration.criSocket
         out(f'[patches] Applied patch of type "{STRATEGIC_MERGE}" to target "{PATCH_TARGET}"')
