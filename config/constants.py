@@ -28,14 +28,6 @@ KUBELET_INSTANCE_CONFIG_FILE: Final = "/var/lib/kubelet/instance-config.yaml"
 KUBELET_CLIENT_CURRENT_PEM: Final = "/var/lib/kubelet/pki/kubelet-client-current.pem"
 FLEXVOLUME_DIR: Final = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
 CA_CERTS_DIR: Final = "/etc/ssl/certs"
-# Optional CA-bundle directories mounted into apiserver/KCM only when they exist on the host
-# (kubeadm's getHostPathVolumesForTheControlPlane).
-OPTIONAL_CA_DIRS: Final = (
-    ("etc-ca-certificates", "/etc/ca-certificates"),
-    ("etc-pki", "/etc/pki"),
-    ("usr-local-share-ca-certificates", "/usr/local/share/ca-certificates"),
-    ("usr-share-ca-certificates", "/usr/share/ca-certificates"),
-)
 
 ADMIN_CONF: Final = "admin.conf"
 SUPER_ADMIN_CONF: Final = "super-admin.conf"
@@ -137,7 +129,7 @@ STATE_KEY_PREFIX: Final = "kubeboot:"  # every Redis key kubeboot writes starts 
 # --- static Pod manifests (kubeadm phases/controlplane, util/staticpod) ------------------------------
 # The CA-bundle directories kubeadm mounts into kube-apiserver and kube-controller-manager when they
 # exist on the host (volumes.go caCertsExtraVolumePaths, v1.2x-v1.36; the volume name is the path with
-# "/" replaced by "-", leading dash dropped). Supersedes OPTIONAL_CA_DIRS above, which predates it.
+# "/" replaced by "-", leading dash dropped).
 CA_CERTS_EXTRA_DIRS: Final = (
     "/etc/pki/ca-trust",
     "/etc/pki/tls/certs",
