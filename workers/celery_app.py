@@ -33,6 +33,11 @@ def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None 
         # A task held unacked longer than this is delivered again. Phases never run or wait that
         # long (soft limit 120 s, retry countdowns <= 30 s), so only dead workers' tasks come back.
         "visibility_timeout": settings.visibility_timeout,
+        # ... but only when some worker sweeps the unacked index for them: kombu's default sweep runs
+        # about every 100 s (interval 10 s x throttle 10), whatever the timeout. Sweep every fifth of
+        # the timeout (1-10 s, one ZRANGE each) so a dead worker's phase returns soon after it expires.
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 5)),
+        "unacked_restore_throttle": 1,
         # Redis restarts (or the embedded one being restarted) must not kill a worker or a submit.
         "retry_on_timeout": True,
         "health_check_interval": 10,
