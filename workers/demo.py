@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"[demo] Flower: http://127.0.0.1:{port}  (every phase of every run, live)\n")
         print(f"==> kubeboot submit init --config {args.config} --wait\n", flush=True)
-        submit = subprocess.run([*demo.kubeboot, "submit", "init", "--config", args.config, "--wait"], env=demo.env)
+        cmd = [*demo.kubeboot, "submit", "init", "--config", args.config, "--wait"]
+        submit = subprocess.run(cmd, check=False, env=demo.env)
         if submit.returncode != 0:
             print(f"[demo] the run failed; logs are in {demo.logs}", file=sys.stderr)
             return submit.returncode
