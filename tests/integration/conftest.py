@@ -6,6 +6,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -80,3 +81,212 @@ def redis_server() -> object:
         proc.kill()  # nothing to persist; a graceful shutdown would only add ~100 ms per test
         proc.wait(timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- the workflow engine end to end: embedded Redis, real workers, the real CLI ---------------------
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    import redis
+
+    from tasks.state import PhaseRecord, RunStore
+    from workers.redis_server import EmbeddedRedis
+
+ENGINE_DEADLINE = 60.0  # bound of every wait for a run or a process; a bound, never an assertion
+
+
+class Engine:
+    """One kubeboot installation in a temp dir: state dir (embedded Redis), node root, worker processes.
+
+    Every process runs in its own session so that a kill reaches its whole group (a Celery worker is
+    a main process plus its pool children). Logs go to files in the temp dir and are quoted when a
+    wait runs out, since a failing engine test is otherwise hard to read.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        import os
+
+        self.dir = tmp
+        self.state_dir = tmp / "state"
+        self.root = tmp / "root"
+        self.faults: list[dict[str, Any]] = []
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEBOOT_")}
+        env.update(KUBEBOOT_STATE_DIR=str(self.state_dir),
+                   # a dead worker's unacked phase comes back after this many seconds
+                   KUBEBOOT_VISIBILITY_TIMEOUT="5",
+                   PYTHONUNBUFFERED="1")
+        self.env = env
+        self._store: RunStore | None = None
+        self._redis: EmbeddedRedis | None = None
+
+    # --- config ---------------------------------------------------------------------------------
+    def config(self, name: str = "kubeadm.yaml", *, cluster: str = "kubernetes",
+               token: str | None = None) -> Path:
+        init: dict[str, object] = {
+            "apiVersion": V4, "kind": "InitConfiguration",
+            "nodeRegistration": {"name": "cp1", "ignorePreflightErrors": ["all"]},
+            "localAPIEndpoint": {"advertiseAddress": "127.0.40.1"},
+        }
+        if token:
+            init["bootstrapTokens"] = [{"token": token}]
+        docs = [init, {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256",
+                       "clusterName": cluster}]
+        path = self.dir / name
+        path.write_text(yaml.safe_dump_all(docs))
+        return path
+
+    # --- Redis ------------------------------------------------------------------------------------
+    def embedded(self) -> EmbeddedRedis:
+        """One handle per engine: a server it started is its child, and ``stop`` reaps it."""
+        from workers.redis_server import EmbeddedRedis
+
+        if self._redis is None:
+            self._redis = EmbeddedRedis(self.state_dir)
+        return self._redis
+
+    def start_redis(self) -> str:
+        return self.embedded().ensure()
+
+    def stop_redis(self) -> None:
+        self.embedded().stop()
+
+    def client(self) -> redis.Redis:
+        import redis
+
+        return redis.Redis.from_url(self.embedded().url)
+
+    @property
+    def store(self) -> RunStore:
+        """The run store, read directly from the test process (same state dir, same secret key)."""
+        if self._store is None:
+            from config.settings import Settings
+            from tasks.state import RunStore, box_from_settings
+
+            self._store = RunStore(self.client(), box_from_settings(Settings(state_dir=self.state_dir)))
+        return self._store
+
+    # --- processes ----------------------------------------------------------------------------
+    def command(self, *args: str) -> list[str]:
+        exe = SCRIPTS / "kubeboot"
+        return [str(exe), *args] if exe.exists() else [sys.executable, "-m", "workers.cli", *args]
+
+    def spawn(self, name: str, *args: str, faults: bool = False) -> subprocess.Popen[bytes]:
+        """Start ``kubeboot ARGS`` in its own session, output to ``<name>.log``."""
+        import json
+        import os
+
+        env = dict(self.env)
+        if faults:
+            env["KUBEBOOT_TEST_FAULTS"] = json.dumps(self.faults)
+            here = str(Path(__file__).resolve().parent)  # where faults.py lives
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
+        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            proc = subprocess.Popen(self.command(*args), env=env, cwd=self.dir, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+        self.procs[name] = proc
+        return proc
+
+    def start_node(self, node: str = "cp1", *, name: str = "node") -> subprocess.Popen[bytes]:
+        include = ["--include", "faults"] if self.faults else []
+        return self.spawn(name, "worker", "node", "--id", node, "--root", str(self.root), *include,
+                          faults=bool(self.faults))
+
+    def start_control(self) -> subprocess.Popen[bytes]:
+        return self.spawn("control", "worker", "control", "--concurrency", "1")
+
+    def start_workers(self) -> None:
+        self.start_redis()  # once, here: two workers starting it at once would only wait on its lock
+        self.start_node()
+        self.start_control()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the whole process group of ``name`` (a worker's main process and pool children)."""
+        import contextlib
+        import os
+        import signal
+
+        proc = self.procs.pop(name)
+        with contextlib.suppress(ProcessLookupError):  # already gone with its group
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=ENGINE_DEADLINE)
+
+    def close(self) -> None:
+        for name in list(self.procs):
+            self.kill(name)
+        if self._store is not None:
+            self._store._r.close()
+        self.stop_redis()
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.command(*args), env=self.env, cwd=self.dir, capture_output=True, text=True,
+                              timeout=ENGINE_DEADLINE * 2, check=False)
+
+    @property
+    def skip(self) -> list[str]:
+        """``--skip-phases`` for the phases whose module is not part of kubeboot yet, else nothing.
+
+        Engine tests exercise the machinery, so they run every phase that exists; the comparison
+        with ``init phase all`` skips the same ones on both sides.
+        """
+        import importlib.util
+
+        from workflows.init_tree import INIT_PHASES
+        from workflows.phase import walk
+
+        missing: list[str] = []
+        for placed in walk(INIT_PHASES, "init"):
+            action = placed.phase.action
+            covered = any(placed.path.startswith(m + "/") for m in missing)
+            if action and not covered and importlib.util.find_spec(action.partition(":")[0]) is None:
+                missing.append(placed.path)
+        return ["--skip-phases", ",".join(missing)] if missing else []
+
+    def submit(self, config: Path, *extra: str) -> str:
+        """``kubeboot submit init`` without waiting; returns the run id."""
+        import json
+
+        result = self.cli("submit", "init", "--config", str(config), "-o", "json", *self.skip, *extra)
+        assert result.returncode == 0, result.stderr
+        return str(json.loads(result.stdout)["run"]["id"])
+
+    # --- waiting --------------------------------------------------------------------------------
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-40:])
+                         for p in sorted(self.dir.glob("*.log")))
+
+    def wait_for(self, what: str, ready: Callable[[], bool], deadline: float = ENGINE_DEADLINE) -> None:
+        import time
+
+        end = time.monotonic() + deadline
+        while not ready():
+            if time.monotonic() > end:
+                pytest.fail(f"gave up waiting {deadline:.0f}s for {what}\n{self.logs()}")
+            time.sleep(0.05)
+
+    def wait_run(self, run_id: str, statuses: tuple[str, ...] = ("succeeded", "failed")) -> str:
+        status: list[str | None] = [None]
+
+        def ended() -> bool:
+            status[0] = self.store.run_status(run_id)
+            return status[0] in statuses
+
+        self.wait_for(f"run {run_id} to be {' or '.join(statuses)}", ended)
+        return str(status[0])
+
+    def phase(self, run_id: str, path: str, node: str = "cp1") -> PhaseRecord:
+        records = self.store.phase_records(run_id)
+        return next(r for r in records if r.node == node and r.path == path)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """An :class:`Engine` in ``tmp_path``; its processes are killed and its Redis stopped afterwards."""
+    eng = Engine(tmp_path)
+    try:
+        yield eng
+    finally:
+        eng.close()

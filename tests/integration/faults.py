@@ -1,0 +1,106 @@
+"""Fault injection for engine tests, loaded into a real worker with ``kubeboot worker ... --include faults``.
+
+No production hook: ``PhaseTask`` resolves a phase's ``module:function`` with importlib when the phase
+runs, so replacing that attribute in the phase module (here, in the worker's main process, before the
+pool forks) wraps the phase for every pool child.
+
+``KUBEBOOT_TEST_FAULTS`` holds a JSON list of faults, each naming an init phase path:
+
+- ``{"kind": "temporary", "phase": P, "times": N, "counter": FILE}``: raise ``TemporaryError`` the
+  first N calls; the call count lives in FILE so it holds across processes and restarts.
+- ``{"kind": "barrier", "phase": P, "dir": DIR, "when": "before"|"after"}``: create ``DIR/reached``
+  and wait until ``DIR/release`` exists, before or after the phase's own work.
+- ``{"kind": "permanent", "phase": P, "flag": FILE}``: raise ``PermanentError`` while FILE exists.
+
+A phase that shares its function with siblings (``certs/ca`` and ``certs/apiserver`` both call
+``run_cert``) is told apart by its arguments, as the phase tree gives them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import importlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tasks.errors import PermanentError, TemporaryError
+from workflows.init_tree import INIT_PHASES
+from workflows.phase import walk
+
+ENV = "KUBEBOOT_TEST_FAULTS"
+BARRIER_LIMIT = 90.0  # a barrier nobody releases ends as a failed phase, never as a stuck worker
+RETRY_DELAY = 0.2  # injected temporary errors ask for a quick retry
+
+
+def _count_call(counter: Path) -> int:
+    """Increment the number in ``counter`` under an exclusive lock; returns the new count."""
+    with open(counter, "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fh.seek(0)
+        count = int(fh.read().strip() or "0") + 1
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(count))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return count
+
+
+def _wait_for_release(directory: Path, phase: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "reached").write_text(str(os.getpid()))
+    deadline = time.monotonic() + BARRIER_LIMIT
+    while not (directory / "release").exists():
+        if time.monotonic() > deadline:
+            raise PermanentError(f"test barrier at {phase} was never released")
+        time.sleep(0.05)
+
+
+def _before(fault: dict[str, Any]) -> None:
+    kind, phase = fault["kind"], fault["phase"]
+    if kind == "temporary":
+        count = _count_call(Path(fault["counter"]))
+        if count <= int(fault["times"]):
+            raise TemporaryError(f"injected temporary failure {count} of {fault['times']}", delay=RETRY_DELAY)
+    elif kind == "permanent":
+        if Path(fault["flag"]).exists():
+            raise PermanentError(f"injected permanent failure: remove {fault['flag']} to fix it")
+    elif kind == "barrier" and fault.get("when", "before") == "before":
+        _wait_for_release(Path(fault["dir"]), phase)
+
+
+def _after(fault: dict[str, Any]) -> None:
+    if fault["kind"] == "barrier" and fault.get("when", "before") == "after":
+        _wait_for_release(Path(fault["dir"]), fault["phase"])
+
+
+def _wrap(fn: Callable[..., None], fault: dict[str, Any], args: tuple[str, ...]) -> Callable[..., None]:
+    @functools.wraps(fn)
+    def faulty(ctx: Any, *call_args: str) -> None:
+        if tuple(call_args) != args:  # a sibling phase sharing this function
+            fn(ctx, *call_args)
+            return
+        _before(fault)
+        fn(ctx, *call_args)
+        _after(fault)
+
+    return faulty
+
+
+def install(faults: list[dict[str, Any]]) -> None:
+    phases = {p.path: p.phase for p in walk(INIT_PHASES, "init")}
+    for fault in faults:
+        phase = phases[fault["phase"]]
+        if phase.action is None:
+            raise ValueError(f"phase {fault['phase']} has no action to wrap")
+        module_name, _, func = phase.action.partition(":")
+        module = importlib.import_module(module_name)
+        setattr(module, func, _wrap(getattr(module, func), fault, phase.args))
+
+
+install(json.loads(os.environ.get(ENV) or "[]"))
