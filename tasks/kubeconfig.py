@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from config import constants as c
 from config.resolved import InitConfig
+from tasks import goyaml
 from tasks.pki import load_cert, load_key, public_key_der
 
 ServerKind = Literal["cluster", "local", "kubelet"]
@@ -136,25 +137,9 @@ def kubeconfig_without_user(server: str, ca_pem: bytes) -> dict[str, Any]:
 # --- serialising ---------------------------------------------------------------------------------
 
 
-class _GoYAMLDumper(yaml.SafeDumper):
-    """Emit like sigs.k8s.io/yaml: keys sorted (it goes through a JSON map), strings that would not
-    read back as strings double-quoted (``name: ""``), lists not indented under their key."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
-    style = '"' if value == "" or implicit != "tag:yaml.org,2002:str" else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_GoYAMLDumper.add_representer(str, _represent_str)
-
-
 def dump(config: dict[str, Any]) -> str:
     """The YAML text clientcmd.Write produces for ``config``."""
-    return yaml.dump(
-        config, Dumper=_GoYAMLDumper, sort_keys=True, default_flow_style=False, width=2**31, allow_unicode=True
-    )
+    return goyaml.dump(config)
 
 
 # --- parsing -------------------------------------------------------------------------------------

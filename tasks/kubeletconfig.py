@@ -24,10 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from config import constants as c
 from config.resolved import InitConfig
+from tasks import goyaml
 from tasks.fsutil import NodeFS
 
 KUBELET_ENV_VAR = "KUBELET_KUBEADM_ARGS"
@@ -198,18 +197,5 @@ def go_quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-class _GoYAMLDumper(yaml.SafeDumper):
-    """Emit like sigs.k8s.io/yaml: strings that would not read back as strings are double-quoted."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    implicit = dumper.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
-    style = '"' if value == "" or implicit != "tag:yaml.org,2002:str" else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_GoYAMLDumper.add_representer(str, _represent_str)
-
-
 def dump_yaml(doc: dict[str, Any]) -> str:
-    return yaml.dump(doc, Dumper=_GoYAMLDumper, sort_keys=True, default_flow_style=False, width=2**31)
+    return goyaml.dump(doc)

@@ -19,19 +19,16 @@ order, strings that would read back as another type double-quoted, ``status: {}`
 
 from __future__ import annotations
 
-import functools
 import math
 import posixpath
-import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from config import constants as c
 from config.models import Arg, EnvVar, HostPathMount
 from config.resolved import InitConfig
+from tasks import goyaml
 from tasks.errors import PermanentError
 from tasks.fsutil import NodeFS
 from tasks.patches import apply_patches
@@ -206,97 +203,6 @@ def container(name: str, image: str, command: list[str], *, port: int, mounts: l
             "resources": {"requests": requests}, "startupProbe": startup, "volumeMounts": mounts}
 
 
-# --- YAML as sigs.k8s.io/yaml (go-yaml v2) writes it -------------------------------------------------
-
-
-def _go_key_less(a: str, b: str) -> bool:
-    """go-yaml v2 keyList.Less for string keys: non-letters before letters, digit runs compared as numbers."""
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x == y:
-            continue
-        xl, yl = x.isalpha(), y.isalpha()
-        if xl and yl:
-            return x < y
-        if xl or yl:
-            return yl
-        # A zero after non-zero digits of the common prefix is part of a number, not a leading zero.
-        seed = int((x == "0" or y == "0") and any(d != "0" for d in _digits_before(a, i)))
-        an, ai = _digit_run(a, i, seed)
-        bn, bi = _digit_run(b, i, seed)
-        if an != bn:
-            return an < bn
-        if ai != bi:
-            return ai < bi
-        return x < y
-    return len(a) < len(b)
-
-
-def _digits_before(s: str, i: int) -> str:
-    j = i
-    while j > 0 and s[j - 1].isdigit():
-        j -= 1
-    return s[j:i][::-1]
-
-
-def _digit_run(s: str, i: int, value: int) -> tuple[int, int]:
-    j = i
-    while j < len(s) and s[j].isdigit():
-        value = value * 10 + int(s[j])
-        j += 1
-    return value, j
-
-
-def _go_key_cmp(a: tuple[Any, Any], b: tuple[Any, Any]) -> int:
-    ka, kb = str(a[0]), str(b[0])
-    return -1 if _go_key_less(ka, kb) else (1 if _go_key_less(kb, ka) else 0)
-
-
-_GO_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
-# Scalars go-yaml v2 resolves to bool, null, float or merge (resolve.go resolveMapList).
-_GO_WORDS = frozenset((
-    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false", "False", "FALSE",
-    "on", "On", "ON", "off", "Off", "OFF", "~", "null", "Null", "NULL", ".inf", ".Inf", ".INF", "+.inf", "+.Inf",
-    "+.INF", "-.inf", "-.Inf", "-.INF", ".nan", ".NaN", ".NAN", "<<",
-))
-
-
-def _go_resolves_non_string(dumper: yaml.SafeDumper, s: str) -> bool:
-    if s == "" or s in _GO_WORDS:
-        return True
-    plain = s.replace("_", "")
-    if s[:1] in "0123456789+-." and _GO_FLOAT.match(plain):
-        return True
-    try:
-        int(plain, 0)
-        return True
-    except ValueError:
-        pass
-    implicit = dumper.resolve(yaml.ScalarNode, s, (True, False))  # type: ignore[no-untyped-call]
-    return bool(implicit != "tag:yaml.org,2002:str")
-
-
-class _GoYAMLDumper(yaml.SafeDumper):
-    pass
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = '"' if _go_resolves_non_string(dumper, value) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-def _represent_dict(dumper: yaml.SafeDumper, value: dict[Any, Any]) -> yaml.MappingNode:
-    items = sorted(value.items(), key=functools.cmp_to_key(_go_key_cmp))
-    return dumper.represent_mapping("tag:yaml.org,2002:map", items)
-
-
-_GoYAMLDumper.add_representer(str, _represent_str)
-_GoYAMLDumper.add_representer(dict, _represent_dict)
-
-
-def dump_yaml(obj: Any) -> str:
-    return yaml.dump(obj, Dumper=_GoYAMLDumper, default_flow_style=False, sort_keys=False, width=2**31,
-                     allow_unicode=True)
-
 
 def manifest_path(component: str) -> str:
     return f"{c.MANIFESTS_DIR}/{component}.yaml"
@@ -338,4 +244,4 @@ def _drop_nulls(value: Any) -> Any:
 
 def write_static_pod(fs: NodeFS, component: str, pod: Pod) -> bool:
     """Write the manifest 0600 (directory 0700); False when the file already holds these bytes."""
-    return fs.write(manifest_path(component), dump_yaml(pod), mode=MANIFEST_MODE, dir_mode=MANIFESTS_DIR_MODE)
+    return fs.write(manifest_path(component), goyaml.dump(pod), mode=MANIFEST_MODE, dir_mode=MANIFESTS_DIR_MODE)

@@ -12,7 +12,7 @@ import pytest
 
 from config.loader import build_init_config
 from config.resolved import InitConfig
-from tasks import manifests as m
+from tasks import goyaml
 from tasks.fsutil import NodeFS
 from tasks.phases import controlplane as cp
 from tasks.phases import etcd
@@ -244,7 +244,7 @@ def test_every_manifest_validates_against_the_minors_pod_schema(tmp_path: Path, 
 
 
 def test_the_yaml_is_laid_out_like_kubeadms(tmp_path: Path) -> None:
-    text = m.dump_yaml(build(make_cfg("v1.36.1"), "kube-scheduler", node_root(tmp_path)))
+    text = goyaml.dump(build(make_cfg("v1.36.1"), "kube-scheduler", node_root(tmp_path)))
     assert text.startswith("apiVersion: v1\nkind: Pod\nmetadata:\n  labels:\n    component: kube-scheduler\n")
     assert "  containers:\n  - command:\n    - kube-scheduler\n    - --authentication-kubeconfig=" in text
     assert "creationTimestamp" not in text  # omitted since apimachinery v1.34
@@ -259,7 +259,7 @@ def test_the_yaml_is_laid_out_like_kubeadms(tmp_path: Path) -> None:
     pytest.param(["ab", "a"], ["a", "ab"], id="prefix first"),
 ])
 def test_map_keys_are_sorted_like_go_yaml(keys: list[str], ordered: list[str]) -> None:
-    text = m.dump_yaml(dict.fromkeys(keys, 1))
+    text = goyaml.dump(dict.fromkeys(keys, 1))
     assert [line.split(":")[0] for line in text.splitlines()] == ordered
 
 
@@ -275,4 +275,4 @@ def test_map_keys_are_sorted_like_go_yaml(keys: list[str], ordered: list[str]) -
     pytest.param("--cluster-signing-cert-file=", "--cluster-signing-cert-file=", id="flag with empty value"),
 ])
 def test_strings_that_read_back_as_another_type_are_double_quoted(value: str, emitted: str) -> None:
-    assert m.dump_yaml({"k": value}) == f"k: {emitted}\n"
+    assert goyaml.dump({"k": value}) == f"k: {emitted}\n"
