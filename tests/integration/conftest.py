@@ -117,6 +117,7 @@ class Engine:
                    KUBEBOOT_VISIBILITY_TIMEOUT="5",
                    PYTHONUNBUFFERED="1")
         self.env = env
+        self._client: redis.Redis | None = None
         self._store: RunStore | None = None
         self._redis: EmbeddedRedis | None = None
 
@@ -152,9 +153,12 @@ class Engine:
         self.embedded().stop()
 
     def client(self) -> redis.Redis:
+        """A client of the embedded Redis (it reconnects by itself after a restart)."""
         import redis
 
-        return redis.Redis.from_url(self.embedded().url)
+        if self._client is None:
+            self._client = redis.Redis.from_url(self.embedded().url)
+        return self._client
 
     @property
     def store(self) -> RunStore:
@@ -214,11 +218,24 @@ class Engine:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=ENGINE_DEADLINE)
 
+    def group(self, name: str) -> set[int]:
+        """The live processes in the process group of ``name`` (read from /proc)."""
+        pgid = self.procs[name].pid
+        members = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                state, _ppid, pgrp = stat.read_text().rpartition(")")[2].split()[:3]
+            except (OSError, ValueError):
+                continue  # exited while we looked
+            if int(pgrp) == pgid and state not in ("Z", "X"):
+                members.add(int(stat.parent.name))
+        return members
+
     def close(self) -> None:
         for name in list(self.procs):
             self.kill(name)
-        if self._store is not None:
-            self._store._r.close()
+        if self._client is not None:
+            self._client.close()
         self.stop_redis()
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:

@@ -22,6 +22,13 @@ def _barrier(tmp_path: Path, phase: str, when: str = "before") -> tuple[dict[str
     return {"kind": "barrier", "phase": phase, "dir": str(directory), "when": when}, directory
 
 
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -41,7 +48,11 @@ def test_a_node_worker_killed_mid_phase_is_replaced_and_the_phase_runs_again_on_
     assert (engine.phase(run_id, "certs/ca").status, engine.phase(run_id, "certs/apiserver").status) == (
         "succeeded", "running")
 
-    engine.kill("node")  # SIGKILL to the worker's main process and its pool child
+    worker = engine.group("node")
+    assert len(worker) >= 2  # the main process and its pool child
+    engine.kill("node")  # SIGKILL to the whole group
+    engine.wait_for("the killed worker's processes to be gone",
+                    lambda: not any(_running(pid) for pid in worker))
     (barrier / "release").touch()
     engine.start_node()
 
