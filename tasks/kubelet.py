@@ -17,6 +17,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from config import constants as c
@@ -152,3 +154,33 @@ class SystemdKubelet:
             return False
         # kubeadm's ServiceIsActive: "activating" covers a kubelet that crash-loops until it is configured.
         return (done.stdout or "").strip() in ("active", "activating")
+
+
+# --- choosing a driver by name (``--kubelet``) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What a driver factory may know about the node it drives."""
+
+    root: Path
+    node_name: str
+    address: str = ""  # the node's own address when it is not the host's (sandbox nodes)
+
+
+DriverFactory = Callable[[NodeInfo], KubeletDriver]
+_FACTORIES: dict[str, DriverFactory] = {"systemd": lambda _info: SystemdKubelet()}
+
+
+def register_driver(name: str, factory: DriverFactory) -> None:
+    """Make ``--kubelet <name>`` available; the entry point that owns a driver registers it."""
+    _FACTORIES[name] = factory
+
+
+def make_driver(name: str, info: NodeInfo) -> KubeletDriver | None:
+    """The driver called ``name`` for the node ``info``; None for ``none`` (files only)."""
+    if name == "none":
+        return None
+    if name not in _FACTORIES:
+        raise ValueError(f"unknown kubelet driver {name!r}; known: none, {', '.join(sorted(_FACTORIES))}")
+    return _FACTORIES[name](info)

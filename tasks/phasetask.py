@@ -90,6 +90,7 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
             out=lambda line: log.info("[%s] %s", node, line),
             kubelet=rt.kubelet,
             scratch=rt.scratch(run_id, node),
+            address_map=rt.address_map,
         )
         module, _, func = self.phase_action.partition(":")
         import importlib

@@ -29,6 +29,7 @@ ENV_NODE_ID = "KUBEBOOT_WORKER_NODE_ID"
 ENV_ROOT = "KUBEBOOT_WORKER_ROOT"
 ENV_BROKER = "KUBEBOOT_WORKER_REDIS_URL"
 ENV_KUBELET = "KUBEBOOT_WORKER_KUBELET"
+ENV_ADDRESS = "KUBEBOOT_WORKER_ADDRESS"
 _SCRATCH_RUNS = 8  # scratch spaces kept per process; more only costs recomputation
 
 
@@ -40,12 +41,15 @@ class WorkerRuntime:
     node_id: str = ""
     root: Path = Path("/")
     kubelet_name: str = "none"
+    # The node's own address when several simulated nodes share this host: whatever the node's
+    # manifests bind to loopback lives there, so local health checks go there too.
+    address: str = ""
     _scratch: OrderedDict[tuple[str, str], dict[str, Any]] = field(default_factory=OrderedDict)
     _configs: dict[str, InitConfig] = field(default_factory=dict)
 
     def export(self) -> None:
         os.environ.update({ENV_ROLE: self.role, ENV_NODE_ID: self.node_id, ENV_ROOT: str(self.root),
-                           ENV_BROKER: self.redis_url, ENV_KUBELET: self.kubelet_name})
+                           ENV_BROKER: self.redis_url, ENV_KUBELET: self.kubelet_name, ENV_ADDRESS: self.address})
 
     @classmethod
     def from_env(cls) -> WorkerRuntime:
@@ -56,6 +60,7 @@ class WorkerRuntime:
             node_id=os.environ.get(ENV_NODE_ID, ""),
             root=Path(os.environ.get(ENV_ROOT, "/")),
             kubelet_name=os.environ.get(ENV_KUBELET, "none"),
+            address=os.environ.get(ENV_ADDRESS, ""),
         )
 
     @cached_property
@@ -90,11 +95,20 @@ class WorkerRuntime:
 
     @cached_property
     def kubelet(self) -> KubeletDriver | None:
-        if self.kubelet_name == "systemd":
-            from tasks.kubelet import SystemdKubelet
+        from tasks.kubelet import NodeInfo, make_driver
 
-            return SystemdKubelet()
-        return None
+        return make_driver(self.kubelet_name, NodeInfo(self.root, self.node_id, self.address))
+
+    @property
+    def address_map(self) -> dict[str, str]:
+        """Loopback names → the node's own address (empty: the node is the host)."""
+        return loopback_map(self.address)
+
+
+def loopback_map(address: str) -> dict[str, str]:
+    if not address:
+        return {}
+    return {"127.0.0.1": address, "localhost": address, "::1": address}
 
 
 _current: WorkerRuntime | None = None

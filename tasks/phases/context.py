@@ -42,6 +42,12 @@ class NodeContext:
     # Per-run scratch space shared by the phases of one in-process run (e.g. keys generated
     # ahead in parallel by the certs parent phase). Never required: a phase run alone recomputes.
     scratch: dict[str, Any] = field(default_factory=dict)
+    # Loopback names → the node's own address, when simulated nodes share one host: a health check
+    # of "127.0.0.1:10257" on such a node goes to its address instead (a node runtime setting).
+    address_map: dict[str, str] = field(default_factory=dict)
+
+    def map_address(self, host: str) -> str:
+        return self.address_map.get(host.strip("[]"), host)
 
     def log(self, phase: str, message: str) -> None:
         self.out(f"[{phase}] {message}")
