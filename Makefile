@@ -42,6 +42,7 @@ bench: $(VENV)/.test-deps
 	$(PIP) install --no-deps --force-reinstall .
 	$(BIN)/python -m bench.node_phases
 	$(BIN)/python -m bench.cli_startup
+	$(BIN)/python -m bench.orchestration
 
 # For working on kubeboot itself: an editable install.
 install-dev: $(VENV)/.test-deps
