@@ -186,9 +186,14 @@ class EmbeddedRedis:
     def _wait_ready(self, pid: int) -> str:
         deadline = time.monotonic() + self._timeout
         while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.pid == pid and self._proc.poll() is not None:
+            ours = self._proc is not None and self._proc.pid == pid
+            if ours and self._proc is not None and self._proc.poll() is not None:
                 raise EmbeddedRedisError(f"redis-server exited with code {self._proc.returncode}: {self._log_tail()}")
             if not _alive(pid):
+                if ours and self._proc is not None:
+                    # it exited between the two checks: our child, so its exit code is there to read
+                    code = self._proc.wait(5)
+                    raise EmbeddedRedisError(f"redis-server exited with code {code}: {self._log_tail()}")
                 raise EmbeddedRedisError(f"redis-server (pid {pid}) exited: {self._log_tail()}")
             if _ping(self.url):
                 return self.url
