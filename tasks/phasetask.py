@@ -15,8 +15,9 @@ A phase already recorded ``succeeded`` (a redelivery, a resumed run) returns at 
 
 from __future__ import annotations
 
+import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -24,9 +25,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from tasks import runtime
 from tasks.errors import PermanentError, TemporaryError
 from tasks.fsutil import NodeFS
-from tasks.phases.context import NodeContext
+from tasks.phases.context import ControlContext, NodeContext, PhaseContext
 from tasks.retry import MAX_ATTEMPTS, backoff
 from tasks.state import InitLock, LockHeldError
+
+if TYPE_CHECKING:
+    from tasks.state import RunStore
 
 log = logging.getLogger("kubeboot.phase")
 
@@ -37,6 +41,20 @@ DEFAULT_TIME_LIMIT = 150.0
 def one_line(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text if isinstance(err, PermanentError | TemporaryError) else f"{type(err).__name__}: {text}"
+
+
+class RunSecrets:
+    """A run's secrets in the run state, encrypted (``ctx.secrets`` of phases run as tasks)."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+
+    def put(self, name: str, value: bytes) -> None:
+        self._store.put_secret(self._run_id, name, value)
+
+    def get(self, name: str) -> bytes | None:
+        return self._store.get_secret(self._run_id, name)
 
 
 class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
@@ -50,6 +68,7 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
     phase_path: str = ""
     phase_action: str = ""
     phase_args: tuple[str, ...] = ()
+    phase_target: str = "node"
 
     def run_phase(self, run_id: str, node: str) -> None:
         rt = runtime.current()
@@ -84,17 +103,20 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
 
     def _call(self, run_id: str, node: str) -> None:
         rt = runtime.current()
-        ctx = NodeContext(
-            cfg=rt.config(run_id),
-            fs=NodeFS(rt.root),
-            out=lambda line: log.info("[%s] %s", node, line),
-            kubelet=rt.kubelet,
-            scratch=rt.scratch(run_id, node),
-            address_map=rt.address_map,
-        )
-        module, _, func = self.phase_action.partition(":")
-        import importlib
+        secrets = RunSecrets(rt.store, run_id)
+        scratch = rt.scratch(run_id, node)
 
+        def out(line: str) -> None:
+            log.info("[%s] %s", node, line)
+
+        ctx: PhaseContext
+        if self.phase_target == "control":
+            ctx = ControlContext(rt.config(run_id), node, out=out, secrets=secrets, scratch=scratch,
+                                 address_map=rt.address_map)
+        else:
+            ctx = NodeContext(rt.config(run_id), NodeFS(rt.root), out=out, secrets=secrets, scratch=scratch,
+                              address_map=rt.address_map, kubelet=rt.kubelet)
+        module, _, func = self.phase_action.partition(":")
         getattr(importlib.import_module(module), func)(ctx, *self.phase_args)
 
     def _hold_cluster_lock(self, run_id: str) -> bool:
@@ -124,7 +146,7 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
             InitLock(rt.redis, run.cluster, rt.settings.lock_ttl).release(run_id)
 
 
-def register_phase_task(*, name: str, path: str, action: str, args: tuple[str, ...],
+def register_phase_task(*, name: str, path: str, action: str, args: tuple[str, ...], target: str = "node",
                         soft_time_limit: float = DEFAULT_SOFT_TIME_LIMIT,
                         time_limit: float = DEFAULT_TIME_LIMIT) -> Any:
     """Register the Celery task ``name`` that runs phase ``path`` (idempotent per name)."""
@@ -136,6 +158,7 @@ def register_phase_task(*, name: str, path: str, action: str, args: tuple[str, .
     run.__qualname__ = run.__name__
     return shared_task(
         bind=True, base=PhaseTask, name=name, phase_path=path, phase_action=action, phase_args=args,
+        phase_target=target,
         soft_time_limit=soft_time_limit, time_limit=time_limit,
     )(run)
 

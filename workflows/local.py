@@ -14,7 +14,7 @@ from workflows.selection import Step, select
 
 if TYPE_CHECKING:
     from config.resolved import InitConfig
-    from tasks.phases.context import NodeContext
+    from tasks.phases.context import NodeContext, PhaseContext
 
 
 class PhaseFailedError(Exception):
@@ -55,8 +55,24 @@ def run_steps(
             continue
         fn = step.placed.phase.resolve()
         try:
-            fn(ctx, *step.placed.phase.args)
+            fn(_context_for(step, ctx), *step.placed.phase.args)
         except PhaseError as e:
             raise PhaseFailedError(step.path, e) from e
         ran.append(step.path)
     return LocalResult(ran, skipped)
+
+
+def _context_for(step: Step, ctx: NodeContext) -> PhaseContext:
+    """Control phases run in process get a ControlContext sharing this run's secrets and scratch;
+    the admin kubeconfigs the node holds stand in for what the kubeconfig phase would have shared."""
+    if step.placed.phase.target != "control":
+        return ctx
+    from config import constants as c
+    from tasks.phases.context import ControlContext
+
+    for name in (c.ADMIN_CONF, c.SUPER_ADMIN_CONF):
+        data = ctx.fs.read_bytes(f"{c.KUBERNETES_DIR}/{name}")
+        if data is not None and ctx.secrets.get(name) is None:
+            ctx.secrets.put(name, data)
+    return ControlContext(ctx.cfg, ctx.cfg.node_name, out=ctx.out, now=ctx.now, secrets=ctx.secrets,
+                          scratch=ctx.scratch, address_map=ctx.address_map)

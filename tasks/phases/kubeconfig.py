@@ -101,8 +101,21 @@ def _client_key(ctx: NodeContext, phase: str) -> PrivateKey:
 # --- one file ------------------------------------------------------------------------------------
 
 
+# The control worker reaches the API with these; it finds them in the run's (encrypted) secrets.
+SHARED_WITH_CONTROL = (c.ADMIN_CONF, c.SUPER_ADMIN_CONF)
+
+
 def run_kubeconfig_file(ctx: NodeContext, name: str) -> None:
     """kubeconfig/<name>: create the file, or reuse a valid existing one."""
+    _converge_file(ctx, name)
+    spec = kc.BY_PHASE[name]
+    if spec.file_name in SHARED_WITH_CONTROL:
+        data = ctx.fs.read_bytes(spec.path())
+        if data is not None:
+            ctx.secrets.put(spec.file_name, data)
+
+
+def _converge_file(ctx: NodeContext, name: str) -> None:
     spec = kc.BY_PHASE[name]
     ca = _load_ca(ctx)
     server = kc.server_for(spec, ctx.cfg)
