@@ -1,0 +1,60 @@
+"""Loopback addresses of sandbox nodes, and the rewriting of loopback names to a node's own address.
+
+Reads and writes nothing. Every sandbox node owns one address in 127.0.0.0/8 (Linux routes the whole
+block to ``lo``, so any of them can be bound without configuration) and uses kubeadm's standard ports on
+it: nodes and clusters never clash. Whatever a node's manifests bind to ``127.0.0.1``, ``localhost`` or
+``::1`` is moved to the node's address; the node worker's health checks follow the same map
+(``tasks.runtime.loopback_map``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+# 127.77.<cluster>.<node>: far from 127.0.0.1 and from the addresses tests pick by hand (127.0.x.y).
+SANDBOX_PREFIX = (127, 77)
+MAX_CLUSTERS = 256
+MAX_NODES = 254  # .0 and .255 left out: they read as network/broadcast addresses to people
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+# A loopback host where it stands as a host: not inside a longer name or address (127.0.0.10,
+# localhost.example, fe80::1). "[::1]" loses its brackets: the node's address is IPv4.
+_LOOPBACK_RE = re.compile(
+    r"\[::1\]"
+    r"|(?<![\w.:-])::1(?![\w:])"
+    r"|(?<![\w.-])(?:127\.0\.0\.1|localhost)(?![\w-]|\.\w)"
+)
+
+
+def node_address(cluster: int, node: int) -> str:
+    """The address of node ``node`` (1-based) of sandbox cluster ``cluster`` (0-based)."""
+    if not 0 <= cluster < MAX_CLUSTERS:
+        raise ValueError(f"cluster index {cluster} out of range 0..{MAX_CLUSTERS - 1}")
+    if not 1 <= node <= MAX_NODES:
+        raise ValueError(f"node index {node} out of range 1..{MAX_NODES}")
+    return f"{SANDBOX_PREFIX[0]}.{SANDBOX_PREFIX[1]}.{cluster}.{node}"
+
+
+def is_node_address(address: str) -> bool:
+    """True for an IPv4 loopback address other than 127.0.0.1 (the host's own)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return ip.version == 4 and ip.is_loopback and address != "127.0.0.1"
+
+
+def map_host(host: str, address: str) -> str:
+    """``host`` as the node sees it: a loopback name becomes ``address``; anything else is unchanged."""
+    if address and host.strip("[]") in LOOPBACK_NAMES:
+        return address
+    return host
+
+
+def map_loopback(text: str, address: str) -> str:
+    """Every loopback host in ``text`` (a flag value, a URL, a URL list) replaced by ``address``."""
+    if not address:
+        return text
+    return _LOOPBACK_RE.sub(address, text)
