@@ -67,8 +67,11 @@ def pod_references(pod: dict[str, Any], kind: str) -> set[str]:
             if "ephemeral" in volume:  # generic ephemeral volumes: PVC <pod>-<volume>
                 names.add(f"{pod_name}-{volume.get('name', '')}")
         return names - {""}
-    source, key_ref, env_ref = ("secret", "secretKeyRef", "secretRef") if kind == "secret" else (
-        "configMap", "configMapKeyRef", "configMapRef")
+    source, key_ref, env_ref = (
+        ("secret", "secretKeyRef", "secretRef")
+        if kind == "secret"
+        else ("configMap", "configMapKeyRef", "configMapRef")
+    )
     for volume in volumes:
         names.add((volume.get(source) or {}).get("secretName" if kind == "secret" else "name", ""))
         for projected in (volume.get("projected") or {}).get("sources") or []:
