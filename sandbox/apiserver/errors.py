@@ -82,6 +82,10 @@ def unsupported_media_type(content_type: str) -> ApiError:
                     f'application/strategic-merge-patch+json (got "{content_type}")')
 
 
+class Raw(str):
+    """A field value already spelled as Go prints it (``[]string{"10.0.0.1"}``): shown without quotes."""
+
+
 class FieldError:
     """One field.Error: ``field: Invalid value: "x": detail`` (or Required / Forbidden)."""
 
@@ -90,7 +94,10 @@ class FieldError:
 
     def __str__(self) -> str:
         if self.kind == "Invalid value":
-            shown = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
+            if isinstance(self.value, Raw):
+                shown = str(self.value)
+            else:
+                shown = f'"{self.value}"' if isinstance(self.value, str) else repr(self.value)
             return f"{self.field}: Invalid value: {shown}: {self.detail}"
         return f"{self.field}: {self.kind}: {self.detail}" if self.detail else f"{self.field}: {self.kind}"
 
