@@ -123,7 +123,7 @@ def _start_registration(root: Path, node_name: str, address: str, supervisor: Su
     except ImportError as e:  # the kubernetes client is missing: pods still run
         log.warning("node registration disabled: %s", e)
         return None
-    agent = NodeAgent(root, node_name, address, versions=lambda: [s.pod for s in supervisor.slots.values()])
+    agent = NodeAgent(root, node_name, address, versions=lambda: [s.pod.pod for s in list(supervisor.slots.values())])
     thread = threading.Thread(target=agent.run, args=(stop,), name="node-status", daemon=True)
     thread.start()
     return thread

@@ -1,0 +1,186 @@
+"""The kubelet's TLS bootstrap: from ``bootstrap-kubelet.conf`` to a signed client certificate and ``kubelet.conf``.
+
+Reads: ``/etc/kubernetes/bootstrap-kubelet.conf`` (a bootstrap token and the cluster CA), the pending key
+``/var/lib/kubelet/pki/kubelet-client.key.tmp`` of an earlier attempt.
+Writes: ``/var/lib/kubelet/pki/kubelet-client-<YYYY-MM-DD-HH-MM-SS>.pem`` (certificate then key, 0600), the
+symlink ``kubelet-client-current.pem`` to it, and ``/etc/kubernetes/kubelet.conf`` (0600) naming that file.
+
+As the kubelet (pkg/kubelet/certificate/bootstrap): an ECDSA P-256 key (kept in ``kubelet-client.key.tmp``
+until the certificate arrives, so a retry posts the same request), a CSR for ``CN=system:node:<node>``,
+``O=system:nodes`` posted as a certificates.k8s.io/v1 CertificateSigningRequest with signer
+``kubernetes.io/kube-apiserver-client-kubelet`` and usages digital signature + client auth (+ key
+encipherment for an RSA key), named ``node-csr-<digest>`` so the same request gets the same name; then
+wait until the CSR is approved and signed. The symlink is relative (a node root is not ``/``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from config import constants as c
+from sandbox.kubelet import kubeclient
+from sandbox.kubelet.layout import node_path
+from tasks import goyaml
+from tasks.kubeconfig import KubeconfigError, parse
+
+log = logging.getLogger("sandbox.kubelet")
+
+SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
+NODES_GROUP = "system:nodes"
+BOOTSTRAP_CONF = f"{c.KUBERNETES_DIR}/{c.BOOTSTRAP_KUBELET_CONF}"
+KUBELET_CONF = f"{c.KUBERNETES_DIR}/{c.KUBELET_CONF}"
+PENDING_KEY = f"{c.KUBELET_PKI_DIR}/kubelet-client.key.tmp"
+POLL_SECONDS = 1.0
+
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def csr_pem(key: PrivateKey, node_name: str) -> bytes:
+    """The PEM ``CERTIFICATE REQUEST`` the kubelet makes: O=system:nodes, CN=system:node:<node>."""
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, NODES_GROUP),
+                         x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node_name}")])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM)
+
+
+def usages(key: PrivateKey) -> list[str]:
+    # The kubelet: key encipherment only where the key can encipher (RSA); ECDSA keys only sign.
+    return ["digital signature", "key encipherment", "client auth"] if isinstance(key, rsa.RSAPrivateKey) \
+        else ["digital signature", "client auth"]
+
+
+def csr_name(key: PrivateKey, node_name: str) -> str:
+    """``node-csr-<digest>`` of the public key, subject and usages: a retry asks under the same name."""
+    h = hashlib.sha512()
+    h.update(key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    h.update(f"O={NODES_GROUP},CN=system:node:{node_name}".encode())
+    for usage in usages(key):
+        h.update(usage.encode())
+    return "node-csr-" + base64.urlsafe_b64encode(h.digest()).decode().rstrip("=")
+
+
+def csr_object(key: PrivateKey, node_name: str) -> dict[str, Any]:
+    """The CertificateSigningRequest the kubelet posts."""
+    return {
+        "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": csr_name(key, node_name)},
+        "spec": {"request": base64.b64encode(csr_pem(key, node_name)).decode(), "signerName": SIGNER,
+                 "usages": usages(key)},
+    }
+
+
+def kubelet_kubeconfig(server: str, ca_data: bytes, pem_path: str) -> dict[str, Any]:
+    """The kubeconfig the kubelet writes after bootstrapping (names as in writeKubeconfigFromBootstrapping)."""
+    return {
+        "apiVersion": "v1", "kind": "Config", "preferences": {},
+        "clusters": [{"name": "default-cluster", "cluster": {
+            "server": server, "certificate-authority-data": base64.b64encode(ca_data).decode()}}],
+        "contexts": [{"name": "default-context", "context": {
+            "cluster": "default-cluster", "namespace": "default", "user": "default-auth"}}],
+        "current-context": "default-context",
+        "users": [{"name": "default-auth", "user": {"client-certificate": pem_path, "client-key": pem_path}}],
+    }
+
+
+def _pending_key(root: Path) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    path = node_path(root, PENDING_KEY)
+    try:
+        loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if isinstance(loaded, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            return loaded
+    except (FileNotFoundError, ValueError):
+        pass
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+    return key
+
+
+def _signed_certificate(api: client.CertificatesV1Api, name: str, stop: threading.Event) -> bytes | None:
+    """Wait until the CSR ``name`` has its certificate (PEM); None when stopped meanwhile."""
+    while not stop.is_set():
+        csr = api.read_certificate_signing_request(name)
+        for cond in (csr.status.conditions if csr.status else None) or []:
+            if cond.type in ("Denied", "Failed") and cond.status == "True":
+                raise RuntimeError(f"certificate signing request {name} {cond.type.lower()}: {cond.message or ''}")
+        cert = csr.status.certificate if csr.status else None
+        if cert:
+            return cert if isinstance(cert, bytes) else base64.b64decode(cert)
+        stop.wait(POLL_SECONDS)
+    return None
+
+
+def bootstrap(root: Path, node_name: str, address: str, stop: threading.Event) -> bool:
+    """Run the TLS bootstrap once; True when ``kubelet.conf`` has been written."""
+    boot = parse(node_path(root, BOOTSTRAP_CONF).read_text())
+    key = _pending_key(root)
+    body = csr_object(key, node_name)
+    with kubeclient.api_client(root, BOOTSTRAP_CONF, address) as api_client:
+        api = client.CertificatesV1Api(api_client)
+        try:
+            api.create_certificate_signing_request(body)
+            log.info("posted certificate signing request %s for system:node:%s", body["metadata"]["name"], node_name)
+        except ApiException as e:
+            if e.status != 409:  # AlreadyExists: our own earlier request (same key, same name)
+                raise
+        cert = _signed_certificate(api, body["metadata"]["name"], stop)
+    if cert is None:
+        return False
+    _write_credentials(root, boot.server, boot.ca_data, cert, key)
+    log.info("TLS bootstrap done: wrote %s and %s", c.KUBELET_CLIENT_CURRENT_PEM, KUBELET_CONF)
+    return True
+
+
+def _write_credentials(root: Path, server: str, ca_data: bytes, cert: bytes, key: PrivateKey) -> None:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H-%M-%S")
+    pem_name = f"kubelet-client-{stamp}.pem"
+    pki = node_path(root, c.KUBELET_PKI_DIR)
+    pki.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pem = pki / pem_name
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption())
+    _write_private(pem, cert.rstrip(b"\n") + b"\n" + key_pem)
+    current = node_path(root, c.KUBELET_CLIENT_CURRENT_PEM)
+    tmp_link = current.with_name(f".{current.name}.tmp")
+    tmp_link.unlink(missing_ok=True)
+    tmp_link.symlink_to(pem_name)
+    tmp_link.replace(current)
+    conf = kubelet_kubeconfig(server, ca_data, c.KUBELET_CLIENT_CURRENT_PEM)
+    _write_private(node_path(root, KUBELET_CONF), goyaml.dump(conf).encode())
+    node_path(root, PENDING_KEY).unlink(missing_ok=True)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+def wait_and_bootstrap(root: Path, node_name: str, address: str, stop: threading.Event) -> bool:
+    """Bootstrap when only ``bootstrap-kubelet.conf`` exists; True once ``kubelet.conf`` exists."""
+    if node_path(root, KUBELET_CONF).exists():
+        return True
+    if not node_path(root, BOOTSTRAP_CONF).exists():
+        return False
+    try:
+        return bootstrap(root, node_name, address, stop)
+    except KubeconfigError as e:
+        raise RuntimeError(f"{BOOTSTRAP_CONF}: {e}") from None
+
