@@ -30,6 +30,8 @@ class RequestAttributes:
     name: str = ""
     path: str = ""
     resource_request: bool = True
+    # The list's ?fieldSelector= (the Node authorizer lets a node list only pods bound to it).
+    field_selector: str = ""
 
 
 class Authorizer(Protocol):
