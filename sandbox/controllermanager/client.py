@@ -77,17 +77,15 @@ class Credentials:
         conf = self._config()
         conf.cert_file, conf.key_file = self.cert_file, self.key_file
         if self.access.token:
-            conf.api_key = {"authorization": self.access.token}
-            conf.api_key_prefix = {"authorization": "Bearer"}
+            set_bearer(conf, self.access.token)
         return k8s.ApiClient(conf)
 
     def token_client(self, source: TokenSource) -> k8s.ApiClient:
         """A client that authenticates as ``source``'s service account, its token refreshed per request."""
         conf = self._config()
-        conf.api_key_prefix = {"authorization": "Bearer"}
 
         def refresh(c: k8s.Configuration) -> None:
-            c.api_key = {"authorization": source.token()}
+            set_bearer(c, source.token())
 
         conf.refresh_api_key_hook = refresh
         refresh(conf)
@@ -95,6 +93,13 @@ class Credentials:
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def set_bearer(conf: k8s.Configuration, token: str) -> None:
+    """``Authorization: Bearer <token>`` on every request. The client looks the key up as
+    "BearerToken" since v36 and as "authorization" before, the prefix under the same name."""
+    conf.api_key = {"BearerToken": token, "authorization": token}
+    conf.api_key_prefix = {"BearerToken": "Bearer", "authorization": "Bearer"}
 
 
 def body(response: Any) -> dict[str, Any]:

@@ -72,6 +72,10 @@ class CSRApprover(Controller):
     name = "csrapproving"
     account = "certificate-controller"
 
+    def __init__(self, api: k8s.ApiClient) -> None:
+        super().__init__(api)
+        self.refused: set[str] = set()  # CSRs whose review said no, logged once each
+
     def sync(self) -> None:
         certs = k8s.CertificatesV1Api(self.api)
         for csr in items(certs.list_certificate_signing_request(_preload_content=False)):
@@ -94,8 +98,9 @@ class CSRApprover(Controller):
                 raise
             self.log.info('"Approved certificate signing request" csr="%s" permission="%s"', name, subresource)
             return
-        if tried:
-            self.log.debug('recognized csr "%s" as %s but subject access review was not approved', name, tried)
+        if tried and name not in self.refused:
+            self.refused.add(name)
+            self.log.info('recognized csr "%s" as %s but subject access review was not approved', name, tried)
 
     def allowed(self, csr: dict[str, Any], subresource: str) -> bool:
         authz = k8s.AuthorizationV1Api(self.api)

@@ -163,6 +163,7 @@ class CSRSigner(Controller):
                  ttl: timedelta = DEFAULT_DURATION, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         super().__init__(api)
         self.ca_cert, self.ca_key, self.ttl, self.clock = ca_cert, ca_key, ttl, clock
+        self.reported: set[str] = set()  # unsignable CSRs already logged: once each, not every pass
 
     def sync(self) -> None:
         certs = k8s.CertificatesV1Api(self.api)
@@ -172,7 +173,10 @@ class CSRSigner(Controller):
             try:
                 self.handle(certs, csr)
             except ValueError as e:  # not signable as it stands: retried next pass, like a requeue
-                self.log.error('"Error auto signing csr" csr="%s" err="%s"', csr["metadata"]["name"], e)
+                name = str(csr["metadata"]["name"])
+                if name not in self.reported:
+                    self.reported.add(name)
+                    self.log.error('"Error auto signing csr" csr="%s" err="%s"', name, e)
 
     def result(self, csr: dict[str, Any]) -> dict[str, Any]:
         """The CSR with either its certificate or a Failed condition."""

@@ -122,8 +122,8 @@ class Cluster:
         conf = k8s.Configuration()
         conf.host = f"https://{self.address}:6443"
         conf.ssl_ca_cert = str(self.pki / "ca.crt")
-        conf.api_key = {"authorization": token}
-        conf.api_key_prefix = {"authorization": "Bearer"}
+        conf.api_key = {"BearerToken": token}
+        conf.api_key_prefix = {"BearerToken": "Bearer"}
         return k8s.ApiClient(conf)
 
     def stop(self) -> None:

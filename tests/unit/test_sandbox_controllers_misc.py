@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,10 +15,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from sandbox.controllermanager import gc, satokens
+from sandbox.controllermanager import client, gc, satokens
 from sandbox.controllermanager.flags import Flags, enabled, parse_duration
 from sandbox.controllermanager.health import health_body
-from tasks import pki
+from tasks import kubeconfig, pki
 
 
 def _segment(text: str) -> bytes:
@@ -204,3 +205,36 @@ def test_a_failing_check_makes_health_500_and_names_it() -> None:
 def test_verbose_health_lists_every_check() -> None:
     assert health_body({"controllers": lambda: None}, verbose=True) == (
         200, "[+]ping ok\n[+]controllers ok\nhealthz check passed\n")
+
+
+# --- client identities ---------------------------------------------------------------------------
+
+
+def test_clients_take_server_ca_and_certificate_from_the_kubeconfig(tmp_path: Path) -> None:
+    conf = kubeconfig.kubeconfig_with_certs("https://127.77.0.1:6443", "kubernetes", "system:kube-controller-manager",
+                                            b"CA PEM", b"KEY PEM", b"CERT PEM")
+    path = tmp_path / "controller-manager.conf"
+    path.write_text(kubeconfig.dump(conf))
+    creds = client.Credentials(client.load_access(str(path)))
+    try:
+        own = creds.own_client().configuration
+        assert own.host == "https://127.77.0.1:6443"
+        assert Path(own.ssl_ca_cert).read_bytes() == b"CA PEM"
+        assert Path(own.cert_file).read_bytes() == b"CERT PEM"
+        assert Path(own.key_file).stat().st_mode & 0o777 == 0o600
+        assert own.auth_settings() == {}
+    finally:
+        creds.close()
+    assert not creds.dir.exists()
+
+
+def test_a_controller_client_sends_its_service_account_token_as_bearer(tmp_path: Path) -> None:
+    access = client.ClusterAccess("https://127.77.0.1:6443", b"CA", b"", b"", "")
+    source = satokens.TokenSource(pki.generate_key("ECDSA-P256"), "kube-system", "token-cleaner")
+    creds = client.Credentials(access)
+    try:
+        conf = creds.token_client(source).configuration
+        assert conf.cert_file is None
+        assert conf.auth_settings()["BearerToken"]["value"] == f"Bearer {source.token()}"
+    finally:
+        creds.close()
