@@ -31,6 +31,7 @@ def expired_tokens(secrets: list[dict[str, Any]], now: datetime) -> list[tuple[s
 class TokenCleaner(Controller):
     name = "tokencleaner"
     account = "token-cleaner"
+    interval = 1.0
 
     def sync(self) -> None:
         core = k8s.CoreV1Api(self.api)

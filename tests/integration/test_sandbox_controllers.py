@@ -163,6 +163,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.start("kube-apiserver", "sandbox.apiserver", "kube-apiserver.yaml")
         c.wait_for("the emulated kube-apiserver to be ready",
                    lambda: c.https_get(6443, "/readyz", c.pki / "ca.crt")[0] == 200)
+        # As kubeadm init does with super-admin.conf: admin.conf's group becomes cluster-admin.
+        bind(new_client_from_config(str(c.root / "etc/kubernetes/super-admin.conf")), "kubeadm:cluster-admins",
+             "cluster-admin", "kubeadm:cluster-admins")
         c.start("kube-controller-manager", "sandbox.controllermanager", "kube-controller-manager.yaml")
         c.wait_for("kube-controller-manager /healthz", lambda: c.https_get(10257, "/healthz") == (200, "ok"))
         yield c
