@@ -14,6 +14,7 @@ every change of failure are logged, not every attempt.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -34,6 +35,7 @@ log = logging.getLogger("sandbox.kubelet")
 HEARTBEAT_SECONDS = 10.0
 RETRY_SECONDS = 2.0
 KUBELET_CONF = f"{c.KUBERNETES_DIR}/{c.KUBELET_CONF}"
+SMP = "application/strategic-merge-patch+json"
 _CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 _KUBE_VERSION = re.compile(r"^v\d+\.\d+\.\d+")
@@ -140,7 +142,7 @@ class NodeAgent:
             return found
         from kubernetes import client
 
-        return str(client.VersionApi(api).get_code().git_version)
+        return str(json.loads(client.VersionApi(api).get_code(_preload_content=False).data)["gitVersion"])
 
     def step(self, stop: threading.Event) -> None:
         if not tlsbootstrap.wait_and_bootstrap(self.root, self.node_name, self.address, stop):
@@ -156,15 +158,15 @@ class NodeAgent:
             if not self.registered:
                 body = node_object(self.node_name, self.address, self.version(api), now)
                 try:
-                    core.create_node(body)
+                    core.create_node(body, _preload_content=False)
                     log.info("registered node %s", self.node_name)
                 except ApiException as e:
                     if e.status != 409:
                         raise
                     core.patch_node(self.node_name, {"metadata": {"labels": body["metadata"]["labels"]}},
-                                    _content_type="application/strategic-merge-patch+json")
+                                    _content_type=SMP, _preload_content=False)
                     core.patch_node_status(self.node_name, {"status": body["status"]},
-                                           _content_type="application/strategic-merge-patch+json")
+                                           _content_type=SMP, _preload_content=False)
                     log.info("node %s was registered already: labels and status updated", self.node_name)
                 self.registered = True
                 return
@@ -172,7 +174,7 @@ class NodeAgent:
                 # Merged by type: only the heartbeat moves, lastTransitionTime stays as registered.
                 beats = [{k: v for k, v in cond.items() if k != "lastTransitionTime"} for cond in conditions(now)]
                 core.patch_node_status(self.node_name, {"status": {"conditions": beats}},
-                                       _content_type="application/strategic-merge-patch+json")
+                                       _content_type=SMP, _preload_content=False)
             except ApiException as e:
                 if e.status == 404:  # the Node was deleted: register it again
                     self.registered = False

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import threading
 from datetime import UTC, datetime
@@ -114,13 +115,15 @@ def _pending_key(root: Path) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
 def _signed_certificate(api: client.CertificatesV1Api, name: str, stop: threading.Event) -> bytes | None:
     """Wait until the CSR ``name`` has its certificate (PEM); None when stopped meanwhile."""
     while not stop.is_set():
-        csr = api.read_certificate_signing_request(name)
-        for cond in (csr.status.conditions if csr.status else None) or []:
-            if cond.type in ("Denied", "Failed") and cond.status == "True":
-                raise RuntimeError(f"certificate signing request {name} {cond.type.lower()}: {cond.message or ''}")
-        cert = csr.status.certificate if csr.status else None
-        if cert:
-            return cert if isinstance(cert, bytes) else base64.b64decode(cert)
+        # Raw JSON, not the client's models: only the fields read here must be there.
+        csr = json.loads(api.read_certificate_signing_request(name, _preload_content=False).data)
+        status = csr.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if cond.get("type") in ("Denied", "Failed") and cond.get("status") == "True":
+                raise RuntimeError(f"certificate signing request {name} {cond['type'].lower()}: "
+                                   f"{cond.get('message', '')}")
+        if status.get("certificate"):
+            return base64.b64decode(status["certificate"])
         stop.wait(POLL_SECONDS)
     return None
 
@@ -133,7 +136,7 @@ def bootstrap(root: Path, node_name: str, address: str, stop: threading.Event) -
     with kubeclient.api_client(root, BOOTSTRAP_CONF, address) as api_client:
         api = client.CertificatesV1Api(api_client)
         try:
-            api.create_certificate_signing_request(body)
+            api.create_certificate_signing_request(body, _preload_content=False)
             log.info("posted certificate signing request %s for system:node:%s", body["metadata"]["name"], node_name)
         except ApiException as e:
             if e.status != 409:  # AlreadyExists: our own earlier request (same key, same name)
