@@ -128,7 +128,12 @@ class Registry:
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
     def review(self, rt: ResourceType, obj: Obj, user: UserInfo) -> Obj:
-        """(Self)SubjectAccessReview: evaluated with the server's authorizer, never stored."""
+        """(Self)SubjectAccessReview: evaluated with the server's authorizer; SelfSubjectReview: who am I.
+        Never stored."""
+        if rt.kind == "SelfSubjectReview":
+            info: Obj = {"username": user.name, "groups": list(user.groups)}
+            obj["status"] = {"userInfo": {**info, **({"uid": user.uid} if user.uid else {})}}
+            return obj
         spec = obj.get("spec") or {}
         res, non_res = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
         name = obj["metadata"].get("name", "")

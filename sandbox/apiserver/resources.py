@@ -84,6 +84,8 @@ RESOURCES: tuple[ResourceType, ...] = (
                  verbs=("create",), stored=False),
     ResourceType("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False,
                  verbs=("create",), stored=False),
+    ResourceType("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False,
+                 verbs=("create",), stored=False),
 )
 
 _BY_PATH = {(r.group, r.version, r.plural): r for r in RESOURCES}

@@ -190,7 +190,7 @@ class Handler(BaseHTTPRequestHandler):
     def _resource(self, method: str, path: str, query: dict[str, str], raw: bytes) -> None:
         route = routes.parse(path)
         rt, ns, name, sub = route.rt, route.namespace, route.name, route.sub
-        verb = route.verb(method, query.get("watch", "") in ("true", "1"))
+        verb = route.verb(method, query.get("watch", "") in ("1", "t", "T", "true", "True", "TRUE"))  # ParseBool
         attrs = RequestAttributes(self.user, verb, ns, rt.group, rt.version, rt.plural, sub, name, path,
                                   field_selector=query.get("fieldSelector", ""))
         allowed, reason = self.server.authorizer.authorize(attrs)

@@ -219,7 +219,8 @@ def test_health_endpoints_answer_ok_and_list_their_checks_when_verbose() -> None
 def test_discovery_lists_every_group_and_the_resources_of_a_group_version() -> None:
     groups = routes.non_resource("/apis", "127.0.0.1:6443")
     assert [g["name"] for g in groups["groups"]] == ["apps", "rbac.authorization.k8s.io", "certificates.k8s.io",
-                                                     "coordination.k8s.io", "authorization.k8s.io"]
+                                                     "coordination.k8s.io", "authorization.k8s.io",
+                                                     "authentication.k8s.io"]
     core = routes.non_resource("/api/v1", "127.0.0.1:6443")
     names = {r["name"]: r for r in core["resources"]}
     assert names["configmaps"]["shortNames"] == ["cm"]
