@@ -97,8 +97,10 @@ class ApiServer(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         err = sys.exc_info()[1]
-        if isinstance(err, ssl.SSLError | OSError):
+        if isinstance(err, ssl.SSLError):
             log(f"http: TLS handshake error from {client_address[0]}:{client_address[1]}: {err}")
+        elif isinstance(err, OSError):
+            log(f"http: connection from {client_address[0]}:{client_address[1]} failed: {err}")
         else:
             super().handle_error(request, client_address)
 
