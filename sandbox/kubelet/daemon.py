@@ -105,7 +105,10 @@ def run(root: Path, node_name: str, address: str) -> int:
         node = _start_registration(root, node_name, address, supervisor, stop)
         try:
             while not stop.wait(POLL_SECONDS):
-                supervisor.sync(manifests.read() if manifests else {})
+                try:
+                    supervisor.sync(manifests.read() if manifests else {})
+                except Exception:  # a kubelet outlives one bad sync (a full disk, a racing file): next poll
+                    log.exception("sync of the static pods failed; retrying")
         finally:
             if server is not None:
                 server.shutdown()
@@ -123,7 +126,7 @@ def _start_registration(root: Path, node_name: str, address: str, supervisor: Su
     except ImportError as e:  # the kubernetes client is missing: pods still run
         log.warning("node registration disabled: %s", e)
         return None
-    agent = NodeAgent(root, node_name, address, versions=lambda: [s.pod.pod for s in list(supervisor.slots.values())])
+    agent = NodeAgent(root, node_name, address, pods=supervisor.mirror_sources)
     thread = threading.Thread(target=agent.run, args=(stop,), name="node-status", daemon=True)
     thread.start()
     return thread

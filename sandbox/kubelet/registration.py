@@ -2,14 +2,16 @@
 
 Reads: ``/etc/kubernetes/kubelet.conf`` (after the TLS bootstrap of ``tlsbootstrap`` when only
 ``bootstrap-kubelet.conf`` exists), the static Pods' images (the kubelet's version).
-Writes: the Node ``<node name>`` through the API server; nothing on disk (``tlsbootstrap`` does).
+Writes: the Node ``<node name>`` and its mirror Pods through the API server; nothing on disk
+(``tlsbootstrap`` does).
 
 As the kubelet (pkg/kubelet/kubelet_node_status.go): create the Node with its labels
 (``kubernetes.io/hostname``, ``kubernetes.io/os``, ``kubernetes.io/arch`` and their beta twins) and
 status (addresses InternalIP + Hostname, conditions, nodeInfo, capacity); when it exists already, patch
 its labels and status; then every ``HEARTBEAT_SECONDS`` patch ``nodes/<name>/status`` (strategic merge)
-with fresh condition heartbeats. While no API server answers it retries quietly: the first failure and
-every change of failure are logged, not every attempt.
+with fresh condition heartbeats; and keep the mirror Pods of the static Pods (``mirrorpods``). While no
+API server answers it retries quietly: the first failure and every change of failure are logged, not
+every attempt.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import platform
 import re
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +32,14 @@ from config import constants as c
 from sandbox.kubelet import kubeclient, tlsbootstrap
 from sandbox.kubelet.launch import image_tag
 from sandbox.kubelet.layout import node_path
+from sandbox.kubelet.mirrorpods import MirrorPods
+from sandbox.kubelet.staticpods import StaticPod
 
 log = logging.getLogger("sandbox.kubelet")
 
 HEARTBEAT_SECONDS = 10.0
 RETRY_SECONDS = 2.0
+SYNC_SECONDS = 1.0  # mirror Pod status follows the pods within about a second
 KUBELET_CONF = f"{c.KUBERNETES_DIR}/{c.KUBELET_CONF}"
 SMP = "application/strategic-merge-patch+json"
 _CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
@@ -111,33 +117,47 @@ def _memory_kib() -> int:
     return 0
 
 
-class NodeAgent:
-    """Registers the Node and keeps it Ready (after a TLS bootstrap when needed)."""
+PodSource = Callable[[], list[tuple[StaticPod, dict[str, Any]]]]
 
-    def __init__(self, root: Path, node_name: str, address: str,
-                 versions: Callable[[], list[dict[str, Any]]] = list) -> None:
+
+def _no_pods() -> list[tuple[StaticPod, dict[str, Any]]]:
+    return []
+
+
+class NodeAgent:
+    """Registers the Node, keeps it Ready and its mirror Pods current (after a TLS bootstrap when needed)."""
+
+    def __init__(self, root: Path, node_name: str, address: str, pods: PodSource = _no_pods) -> None:
         self.root = root
         self.node_name = node_name
         self.address = address
-        self.versions = versions
+        self.pods = pods
         self.registered = False
-        self._last_error = ""
+        self.node_uid = ""
+        self.mirrors = MirrorPods(node_name, address)
+        self._last_beat = 0.0
+        self._errors: dict[str, str] = {}
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            try:
-                self.step(stop)
-                self._last_error = ""
-            except Exception as e:  # an API server not up yet, or refusing: retried, logged on change
-                message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                if message != self._last_error:
-                    log.info("node status of %s not posted yet (will retry): %s", self.node_name, message)
-                    self._last_error = message
-                self.registered = False
-            stop.wait(HEARTBEAT_SECONDS if self.registered else RETRY_SECONDS)
+            self._attempt("node status", lambda: self.step(stop))
+            stop.wait(SYNC_SECONDS if self.registered else RETRY_SECONDS)
+
+    def _attempt(self, what: str, action: Callable[[], None]) -> bool:
+        """Run ``action``; a failure (an API server not up yet, a refusal) is logged when it changes."""
+        try:
+            action()
+        except Exception as e:
+            message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            if self._errors.get(what) != message:
+                log.info("%s of %s not posted yet (will retry): %s", what, self.node_name, message)
+                self._errors[what] = message
+            return False
+        self._errors.pop(what, None)
+        return True
 
     def version(self, api: Any) -> str:
-        found = kubelet_version(self.versions())
+        found = kubelet_version([pod.pod for pod, _ in self.pods()])
         if found:
             return found
         from kubernetes import client
@@ -150,33 +170,46 @@ class NodeAgent:
         if not node_path(self.root, KUBELET_CONF).exists():
             return
         from kubernetes import client
-        from kubernetes.client.rest import ApiException
 
         with kubeclient.api_client(self.root, KUBELET_CONF, self.address) as api:
             core = client.CoreV1Api(api)
-            now = _now()
             if not self.registered:
-                body = node_object(self.node_name, self.address, self.version(api), now)
-                try:
-                    core.create_node(body, _preload_content=False)
-                    log.info("registered node %s", self.node_name)
-                except ApiException as e:
-                    if e.status != 409:
-                        raise
-                    core.patch_node(self.node_name, {"metadata": {"labels": body["metadata"]["labels"]}},
-                                    _content_type=SMP, _preload_content=False)
-                    core.patch_node_status(self.node_name, {"status": body["status"]},
-                                           _content_type=SMP, _preload_content=False)
-                    log.info("node %s was registered already: labels and status updated", self.node_name)
-                self.registered = True
-                return
-            try:
-                # Merged by type: only the heartbeat moves, lastTransitionTime stays as registered.
-                beats = [{k: v for k, v in cond.items() if k != "lastTransitionTime"} for cond in conditions(now)]
-                core.patch_node_status(self.node_name, {"status": {"conditions": beats}},
-                                       _content_type=SMP, _preload_content=False)
-            except ApiException as e:
-                if e.status == 404:  # the Node was deleted: register it again
-                    self.registered = False
-                    return
+                self._register(core, api)
+            elif time.monotonic() - self._last_beat >= HEARTBEAT_SECONDS:
+                self._heartbeat(core)
+            if self.registered:
+                self._attempt("mirror pods", lambda: self.mirrors.sync(core, self.node_uid, self.pods()))
+
+    def _register(self, core: Any, api: Any) -> None:
+        from kubernetes.client.rest import ApiException
+
+        body = node_object(self.node_name, self.address, self.version(api), _now())
+        try:
+            created = core.create_node(body, _preload_content=False)
+            log.info("registered node %s", self.node_name)
+        except ApiException as e:
+            if e.status != 409:
                 raise
+            core.patch_node(self.node_name, {"metadata": {"labels": body["metadata"]["labels"]}},
+                            _content_type=SMP, _preload_content=False)
+            created = core.patch_node_status(self.node_name, {"status": body["status"]},
+                                             _content_type=SMP, _preload_content=False)
+            log.info("node %s was registered already: labels and status updated", self.node_name)
+        self.node_uid = str(json.loads(created.data)["metadata"].get("uid", ""))
+        self.registered = True
+        self._last_beat = time.monotonic()
+
+    def _heartbeat(self, core: Any) -> None:
+        from kubernetes.client.rest import ApiException
+
+        # Merged by type: only the heartbeat moves, lastTransitionTime stays as registered.
+        beats = [{k: v for k, v in cond.items() if k != "lastTransitionTime"} for cond in conditions(_now())]
+        try:
+            core.patch_node_status(self.node_name, {"status": {"conditions": beats}},
+                                   _content_type=SMP, _preload_content=False)
+        except ApiException as e:
+            if e.status == 404:  # the Node was deleted: register it again
+                self.registered = False
+                return
+            raise
+        self._last_beat = time.monotonic()

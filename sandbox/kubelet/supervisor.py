@@ -267,6 +267,11 @@ class Supervisor:
             })
         return {"node": self.node_name, "address": self.address, "pods": pods}
 
+    def mirror_sources(self) -> list[tuple[StaticPod, dict[str, Any]]]:
+        """Each static Pod with its status entry (read by the node agent's thread: works on a copy)."""
+        slots = dict(self.slots)
+        return [(slots[entry["name"]].pod, entry) for entry in self.status()["pods"] if entry["name"] in slots]
+
     def write_status(self) -> None:
         status = self.status()
         if status != self._status_written:

@@ -148,6 +148,31 @@ def test_the_control_plane_node_runs_its_static_pods_and_registers_a_ready_node(
         assert said == (expected == "emulated")
 
 
+def test_the_static_pods_have_mirror_pods_owned_by_the_node_with_their_status(sandbox: Sandbox) -> None:
+    admin = sandbox.admin()
+    core = k8s.CoreV1Api(admin)
+
+    def etcd_mirror_ready() -> dict[str, Any] | None:
+        pod = raw(core.read_namespaced_pod("etcd-cp1", "kube-system", _preload_content=False))
+        ready_ = [c for c in pod.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
+        return pod if ready_ and ready_[0]["status"] == "True" else None
+
+    etcd = eventually(etcd_mirror_ready, "the etcd mirror pod Ready (its probes passed)", sandbox.logs)
+    node = read_node(admin, "cp1")
+    assert etcd["spec"]["nodeName"] == "cp1"
+    assert etcd["metadata"]["annotations"]["kubernetes.io/config.source"] == "file"
+    assert etcd["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Node", "name": "cp1",
+                                                    "uid": node["metadata"]["uid"], "controller": True}]
+    assert etcd["status"]["phase"] == "Running"
+    assert etcd["status"]["podIP"] == sandbox.cp_address
+    listed = raw(core.list_namespaced_pod("kube-system", _preload_content=False))
+    names = {p["metadata"]["name"] for p in listed["items"] if p["spec"].get("nodeName") == "cp1"}
+    assert names == {f"{c}-cp1" for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")}
+    status = json.loads((sandbox.cp_root / "var/lib/kubeboot-sandbox/pods.json").read_text())
+    uid = next(p["uid"] for p in status["pods"] if p["name"] == "etcd-cp1")
+    assert etcd["metadata"]["annotations"]["kubernetes.io/config.mirror"] == uid
+
+
 def test_a_worker_with_only_a_bootstrap_kubeconfig_gets_a_node_certificate_and_a_ready_node(
         sandbox: Sandbox) -> None:
     admin = sandbox.admin()

@@ -1,4 +1,4 @@
-"""The sandbox kubelet's TLS bootstrap request, the kubeconfig it writes, and the Node it registers."""
+"""The sandbox kubelet's TLS bootstrap request, the kubeconfig it writes, the Node it registers, its mirror Pods."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from sandbox.kubelet.kubeclient import rooted
+from sandbox.kubelet.mirrorpods import mirror_pod, pod_status
 from sandbox.kubelet.registration import conditions, kubelet_version, node_object
+from sandbox.kubelet.staticpods import parse_pod
 from sandbox.kubelet.tlsbootstrap import csr_name, csr_object, kubelet_kubeconfig
 from tasks import kubeconfig
 
@@ -94,3 +96,35 @@ def test_the_node_object_carries_the_kubelets_labels_addresses_and_ready_conditi
 def test_the_kubelet_version_comes_from_the_control_plane_images(images: list[str], version: str) -> None:
     pods = [{"spec": {"containers": [{"image": image}]}} for image in images]
     assert kubelet_version(pods) == version
+
+
+def test_a_mirror_pod_is_the_static_pod_bound_to_its_node_and_owned_by_it(tmp_path: Path) -> None:
+    content = b"apiVersion: v1\nkind: Pod\nmetadata: {name: etcd, namespace: kube-system, annotations: {a: b}}\n" \
+              b"spec: {containers: [{name: etcd, image: 'e:1', command: [etcd]}]}\n"
+    pod = parse_pod(content, tmp_path / "etcd.yaml", "w1")
+    assert pod is not None
+    mirror = mirror_pod(pod, "w1", "node-uid")
+    assert mirror["metadata"]["name"] == "etcd-w1"
+    assert mirror["metadata"]["annotations"] == {"a": "b", "kubernetes.io/config.hash": pod.uid,
+                                                 "kubernetes.io/config.mirror": pod.uid,
+                                                 "kubernetes.io/config.source": "file"}
+    assert mirror["metadata"]["ownerReferences"][0] == {"apiVersion": "v1", "kind": "Node", "name": "w1",
+                                                        "uid": "node-uid", "controller": True}
+    assert mirror["spec"]["nodeName"] == "w1"
+    assert "nodeName" not in pod.pod["spec"]  # the static Pod itself is left alone
+
+
+@pytest.mark.parametrize(("entry", "phase", "ready", "state"), [
+    ({"state": "running", "ready": True, "started": True, "restarts": 0, "pid": 7}, "Running", "True", "running"),
+    ({"state": "running", "ready": False, "started": False, "restarts": 0, "pid": 7}, "Running", "False", "running"),
+    ({"state": "waiting", "ready": False, "started": False, "restarts": 3, "pid": None}, "Pending", "False",
+     "waiting"),
+], ids=["running and ready", "running, probes pending", "crash looping"])
+def test_the_mirror_pod_status_follows_the_process(entry: dict[str, object], phase: str, ready: str,
+                                                   state: str) -> None:
+    status = pod_status({**entry, "container": "web", "image": "i:1", "startedAt": "t"}, A)
+    assert status["phase"] == phase
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == ready
+    container = status["containerStatuses"][0]
+    assert (container["restartCount"], list(container["state"])) == (entry["restarts"], [state])
+    assert status["podIP"] == A
