@@ -186,6 +186,9 @@ def upload_certs(ctx: NodeContext, *, clock: Clock) -> None:
         key = copycerts.decode_key(key_hex)
     except copycerts.CertificateKeyError as e:
         raise PermanentError(str(e)) from None
+    if ctx.cfg.init.dryRun:  # kubeadm's dry-run client writes nothing; neither do we
+        ctx.log(PHASE, f"Using certificate key:\n{key_hex}")
+        return
     admin = ctx.kubeconfig(c.ADMIN_CONF)
     if admin is None:
         raise PermanentError(f'could not load "{c.KUBERNETES_DIR}/{c.ADMIN_CONF}": no such file or directory')

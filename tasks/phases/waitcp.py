@@ -11,11 +11,12 @@ and ClusterRoleBinding ``kubeadm:cluster-admins`` through the API.
 kubeadm blocks for up to 4 minutes polling every 500 ms. Here one attempt polls for a few seconds at
 most (``ATTEMPT_WINDOW``) and raises ``TemporaryError`` while something is not healthy; the overall
 deadlines (``timeouts.kubeletHealthCheck``, ``timeouts.controlPlaneComponentHealthCheck``) count from the
-first attempt that started each wait, kept in the run's secrets, and end with kubeadm's troubleshooting
-text as a ``PermanentError``. kubeadm's lines are printed once per run: the "Waiting"/"Checking" lines on
-the attempt that starts a wait, "is healthy after" when a component first answers 200 (time since that
-start), "is not healthy after" at the deadline. A component that answered once is not checked again,
-as in kubeadm. A 403 from ``/livez`` while RBAC is bootstrapping is just "not healthy yet".
+first attempt that started each wait, kept in the run's secrets, and end with a ``PermanentError``:
+kubeadm's error line first (the run state's one-line summary), then kubeadm's troubleshooting text.
+kubeadm's lines are printed once per run: the "Waiting"/"Checking" lines on the attempt that starts a
+wait, "is healthy after" when a component first answers 200 (time since that start), "is not healthy
+after" at the deadline. A component that answered once is not checked again, as in kubeadm. A 403 from
+``/livez`` while RBAC is bootstrapping is just "not healthy yet".
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ PHASE = "wait-control-plane"
 KUBELET_CHECK = "kubelet-check"
 CP_CHECK = "control-plane-check"
 STATE_SECRET = "wait-control-plane.state"
-ATTEMPT_WINDOW = 3.0  # seconds one attempt keeps polling before handing back to the retry loop
+ATTEMPT_WINDOW = 5.0  # seconds one attempt keeps polling before handing back to the retry loop
 POLL_INTERVAL = 0.5  # kubeadm's KubernetesAPICallRetryInterval
 PROBE_TIMEOUT = 2.0
 RETRY_DELAY = 1.0  # TemporaryError delay: the next attempt comes soon, the task is not held meanwhile
@@ -231,7 +232,7 @@ class Waiter:
         error = f"The HTTP call equal to 'curl -sSL {target.url}' returned {_kubelet_cause(cause)}"
         if elapsed >= self.timeout("kubeletHealthCheck"):
             ctx.log(KUBELET_CHECK, f"The kubelet is not healthy after {go_duration(elapsed)}")
-            raise PermanentError(f"{KUBELET_FAIL_MSG}\nfailed while waiting for the kubelet to start: {error}")
+            raise PermanentError(f"failed while waiting for the kubelet to start: {error}\n{KUBELET_FAIL_MSG}")
         raise TemporaryError(f"the kubelet is not healthy yet: {error}", RETRY_DELAY)
 
     def control_plane(self) -> None:
@@ -270,8 +271,8 @@ class Waiter:
             for t in pending:
                 ctx.log(CP_CHECK, f"{t.name} is not healthy after {go_duration(elapsed)}")
             help_text = CONTROL_PLANE_FAIL_TEMPLATE.format(socket=ctx.cfg.init.nodeRegistration.criSocket)
-            raise PermanentError(f"{help_text}\nfailed while waiting for the control plane to start: "
-                                 f"{_aggregate(failed)}")
+            raise PermanentError(f"failed while waiting for the control plane to start: {_aggregate(failed)}\n"
+                                 f"{help_text}")
         raise TemporaryError(f"control plane components are not healthy yet: {_aggregate(failed)}", RETRY_DELAY)
 
 

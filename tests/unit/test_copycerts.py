@@ -4,7 +4,9 @@ decryption written here from the spec alone, the files carried, and the reuse of
 
 from __future__ import annotations
 
+import base64
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from config.loader import build_init_config
 from config.resolved import InitConfig
 from tasks import certlist, copycerts
 from tasks.fsutil import NodeFS
-from tasks.phases import certs
+from tasks.phases import certs, uploadcerts
 from tasks.phases.context import NodeContext
 
 V4 = "kubeadm.k8s.io/v1beta4"
@@ -159,3 +161,59 @@ def test_a_value_that_no_longer_matches_is_sealed_again(change: str) -> None:
     again = copycerts.seal_files(plain, use, existing=first)
     assert again["ca.crt"] != first["ca.crt"]
     assert spec_decrypt(again["ca.crt"], use.hex()) == plain["ca.crt"]
+
+
+# --- the phase's choices that need no API server (tasks.phases.uploadcerts) ------------------------
+
+
+def upload_ctx(tmp_path: Path, **init: object) -> tuple[NodeContext, list[str]]:
+    cfg = build_init_config([
+        {"apiVersion": V4, "kind": "InitConfiguration", "nodeRegistration": {"name": "cp1"}, **init},
+        {"apiVersion": V4, "kind": "ClusterConfiguration"}])
+    lines: list[str] = []
+    return NodeContext(cfg, NodeFS(tmp_path), out=lines.append), lines
+
+
+def test_the_configured_certificate_key_wins_over_the_runs_own(tmp_path: Path) -> None:
+    ctx, _ = upload_ctx(tmp_path, certificateKey=KEY_HEX)
+    ctx.secrets.put("certificate-key", b"ab" * 32)
+    assert uploadcerts.certificate_key(ctx) == KEY_HEX
+
+
+def test_a_generated_certificate_key_is_stored_first_so_a_retry_reuses_it(tmp_path: Path) -> None:
+    ctx, _ = upload_ctx(tmp_path)
+    key = uploadcerts.certificate_key(ctx)
+    assert ctx.secrets.get("certificate-key") == key.encode()
+    assert uploadcerts.certificate_key(ctx) == key
+
+
+def test_dry_run_prints_kubeadms_lines_and_talks_to_no_api_server(tmp_path: Path) -> None:
+    ctx, lines = upload_ctx(tmp_path, dryRun=True, certificateKey=KEY_HEX)
+    uploadcerts.run_upload_certs(ctx)
+    assert lines == ['[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace',
+                     f"[upload-certs] Using certificate key:\n{KEY_HEX}"]
+
+
+def test_the_upload_token_is_kubeadms_two_hour_proxy_token_without_usages_or_groups() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    token = uploadcerts.new_token()
+    assert re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", token)
+    secret = uploadcerts.token_secret(token, now)
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data == {"token-id": token[:6], "token-secret": token[7:],
+                    "description": "Proxy for managing TTL for the kubeadm-certs secret",
+                    "expiration": "2026-03-01T14:00:00Z"}
+    assert (secret["type"], secret["metadata"]) == (
+        "bootstrap.kubernetes.io/token", {"name": f"bootstrap-token-{token[:6]}", "namespace": "kube-system"})
+
+
+@pytest.mark.parametrize("age_minutes, usable", [
+    pytest.param(0, True, id="fresh"),
+    pytest.param(59, True, id="61 minutes left"),
+    pytest.param(61, False, id="59 minutes left: replaced"),
+    pytest.param(130, False, id="expired"),
+])
+def test_an_owner_token_is_reused_only_while_it_has_an_hour_to_live(age_minutes: int, usable: bool) -> None:
+    made = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    secret = uploadcerts.token_secret(uploadcerts.new_token(), made)
+    assert uploadcerts._usable(secret, made + timedelta(minutes=age_minutes)) is usable
