@@ -1,0 +1,225 @@
+"""addon/coredns and addon/kube-proxy against the sandbox's emulated kube-apiserver, started with the flags of
+the kube-apiserver manifest kubeboot's own phases generate, spoken to over TLS with admin.conf from the run's
+secrets: every object of kubeadm-spec 2.13 exists with its content; a second run writes nothing (same
+resourceVersions) and creates no duplicate; an edited Corefile and a scaled Deployment survive a re-run."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config.loader import build_init_config
+from config.resolved import InitConfig
+from tasks import certlist, kubeapi
+from tasks.fsutil import NodeFS
+from tasks.phases import addons, certs, controlplane, kubeconfig
+from tasks.phases.context import ControlContext, MemorySecrets, NodeContext
+
+pytestmark = pytest.mark.integration
+V4 = "kubeadm.k8s.io/v1beta4"
+ADDRESS = "127.0.93.1"
+NS = "kube-system"
+
+# (kind, namespace, name) of every object the two phases own (kubeadm-spec 2.13).
+COREDNS_OBJECTS = [("ConfigMap", NS, "coredns"), ("ClusterRole", None, "system:coredns"),
+                   ("ClusterRoleBinding", None, "system:coredns"), ("ServiceAccount", NS, "coredns"),
+                   ("Deployment", NS, "coredns"), ("Service", NS, "kube-dns")]
+PROXY_OBJECTS = [("ConfigMap", NS, "kube-proxy"), ("DaemonSet", NS, "kube-proxy"),
+                 ("ServiceAccount", NS, "kube-proxy"), ("ClusterRoleBinding", None, "kubeadm:node-proxier"),
+                 ("Role", NS, "kube-proxy"), ("RoleBinding", NS, "kube-proxy")]
+ALL_OBJECTS = COREDNS_OBJECTS + PROXY_OBJECTS
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((ADDRESS, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    root: Path
+    cfg: InitConfig
+    proc: subprocess.Popen[bytes]
+    secrets: MemorySecrets
+    lines: list[str] = field(default_factory=list)
+
+    def ctx(self) -> ControlContext:
+        return ControlContext(self.cfg, node="cp1", out=self.lines.append, secrets=self.secrets)
+
+    def run_both(self) -> list[str]:
+        self.lines.clear()
+        addons.run_addon_coredns(self.ctx())
+        addons.run_addon_kube_proxy(self.ctx())
+        return list(self.lines)
+
+    def api(self, conf: str = "admin.conf") -> Any:
+        data = self.secrets.get(conf)
+        assert data is not None
+        return kubeapi.api_client(data)
+
+    def get(self, kind: str, ns: str | None, name: str) -> dict[str, Any]:
+        obj = kubeapi.get(self.api(), kind, name, ns)
+        assert obj is not None, f"{kind} {ns}/{name} does not exist"
+        return obj
+
+    def names(self, kind: str, ns: str | None) -> list[str]:
+        items = kubeapi.request(self.api(), "GET", kubeapi.object_path(kind, ns)).get("items") or []
+        return [i["metadata"]["name"] for i in items]
+
+    def versions(self) -> dict[tuple[str, str | None, str], str]:
+        return {key: self.get(*key)["metadata"]["resourceVersion"] for key in ALL_OBJECTS}
+
+
+def wait_live(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, log.read_text()
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex((ADDRESS, port)) == 0:
+                return
+        assert time.monotonic() < deadline, "the emulated API server did not start listening"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("node")
+    port = free_port()
+    cfg = build_init_config([
+        {"apiVersion": V4, "kind": "InitConfiguration", "nodeRegistration": {"name": "cp1"},
+         "localAPIEndpoint": {"advertiseAddress": ADDRESS, "bindPort": port}},
+        {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256",
+         "kubernetesVersion": "v1.36.1",
+         "networking": {"serviceSubnet": "10.100.0.0/16", "dnsDomain": "corp.example",
+                        "podSubnet": "10.244.0.0/16"}}])
+    secrets = MemorySecrets()
+    ctx = NodeContext(cfg, NodeFS(root), out=lambda _line: None, secrets=secrets)
+    certs.run_certs(ctx)
+    for row in certlist.cert_table(cfg):
+        certs.run_cert(ctx, row.name)
+    certs.run_sa(ctx)
+    kubeconfig.run_kubeconfig(ctx)
+    for name in ("admin", "super-admin"):
+        kubeconfig.run_kubeconfig_file(ctx, name)
+    # The kubeconfig phase shares these two with the control worker through the run's secrets.
+    assert secrets.get("admin.conf") and secrets.get("super-admin.conf")
+    argv = [a.replace("=/etc/kubernetes/", f"={root}/etc/kubernetes/") for a in controlplane.apiserver_command(cfg)[1:]]
+    log = root / "apiserver.log"
+    env = dict(os.environ, KUBEBOOT_SANDBOX_DIR=str(root / "var/lib/kubeboot-sandbox"))
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "sandbox.apiserver", *argv], env=env, stdout=out, stderr=out)
+    try:
+        wait_live(proc, port, log)
+        c = Cluster(root, cfg, proc, secrets)
+        # wait-control-plane's binding, made with super-admin.conf: admin.conf is a kubeadm:cluster-admins member.
+        kubeapi.ensure(c.api("super-admin.conf"), {
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "kubeadm:cluster-admins"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "kubeadm:cluster-admins"}]})
+        yield c
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0, log.read_text()
+
+
+@pytest.fixture(scope="module")
+def first_run(cluster: Cluster) -> list[str]:
+    return cluster.run_both()
+
+
+def test_both_phases_print_kubeadms_lines(first_run: list[str]) -> None:
+    assert first_run == ["[addons] Applied essential addon: CoreDNS", "[addons] Applied essential addon: kube-proxy"]
+
+
+def test_the_coredns_objects_exist_with_kubeadms_content(cluster: Cluster, first_run: list[str]) -> None:
+    corefile = cluster.get("ConfigMap", NS, "coredns")["data"]["Corefile"]
+    assert "    kubernetes corp.example in-addr.arpa ip6.arpa {\n" in corefile
+    assert "       disable denial corp.example\n" in corefile
+    role = cluster.get("ClusterRole", None, "system:coredns")
+    assert role["rules"][1] == {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                                "verbs": ["list", "watch"]}
+    crb = cluster.get("ClusterRoleBinding", None, "system:coredns")
+    assert crb["roleRef"]["name"] == "system:coredns"
+    assert [(s["kind"], s.get("namespace"), s["name"]) for s in crb["subjects"]] == [
+        ("ServiceAccount", NS, "coredns")]
+    dep = cluster.get("Deployment", NS, "coredns")
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["selector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "system-cluster-critical"
+    assert pod["containers"][0]["image"] == "registry.k8s.io/coredns/coredns:v1.13.1"
+    assert pod["containers"][0]["securityContext"]["capabilities"] == {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}
+    svc = cluster.get("Service", NS, "kube-dns")
+    assert svc["spec"]["clusterIP"] == "10.100.0.10"
+    assert [(p["name"], p["port"], p["protocol"]) for p in svc["spec"]["ports"]] == [
+        ("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", 9153, "TCP")]
+    assert svc["metadata"]["labels"]["kubernetes.io/name"] == "CoreDNS"
+    assert svc["metadata"]["annotations"] == {"prometheus.io/port": "9153", "prometheus.io/scrape": "true"}
+
+
+def test_the_kube_proxy_objects_exist_with_kubeadms_content(cluster: Cluster, first_run: list[str]) -> None:
+    cm = cluster.get("ConfigMap", NS, "kube-proxy")
+    conf = yaml.safe_load(cm["data"]["config.conf"])
+    assert conf["clusterCIDR"] == "10.244.0.0/16"
+    assert conf["clientConnection"]["kubeconfig"] == "/var/lib/kube-proxy/kubeconfig.conf"
+    server = yaml.safe_load(cm["data"]["kubeconfig.conf"])["clusters"][0]["cluster"]["server"]
+    assert server == f"https://{cluster.cfg.local_endpoint}"
+    assert cm["metadata"]["annotations"]["kubeadm.kubernetes.io/component-config.hash"].startswith("sha256:")
+    ds = cluster.get("DaemonSet", NS, "kube-proxy")
+    ctr = ds["spec"]["template"]["spec"]["containers"][0]
+    assert ctr["image"] == "registry.k8s.io/kube-proxy:v1.36.1"
+    assert ctr["command"][1] == "--config=/var/lib/kube-proxy/config.conf"
+    assert ds["spec"]["template"]["spec"]["hostNetwork"] is True
+    crb = cluster.get("ClusterRoleBinding", None, "kubeadm:node-proxier")
+    assert crb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                              "name": "system:node-proxier"}
+    assert cluster.get("Role", NS, "kube-proxy")["rules"][0]["resourceNames"] == ["kube-proxy"]
+    rb = cluster.get("RoleBinding", NS, "kube-proxy")
+    assert [(s["kind"], s["name"]) for s in rb["subjects"]] == [
+        ("Group", "system:bootstrappers:kubeadm:default-node-token")]
+    assert cluster.get("ServiceAccount", NS, "kube-proxy")["metadata"]["name"] == "kube-proxy"
+
+
+def test_a_second_run_changes_nothing_and_duplicates_nothing(cluster: Cluster, first_run: list[str]) -> None:
+    before = cluster.versions()
+    assert cluster.run_both() == first_run
+    assert cluster.versions() == before
+    assert cluster.names("Deployment", NS).count("coredns") == 1
+    assert cluster.names("Service", NS).count("kube-dns") == 1
+    assert cluster.names("DaemonSet", NS).count("kube-proxy") == 1
+
+
+def test_an_edited_corefile_and_a_scaled_deployment_survive_a_rerun(cluster: Cluster, first_run: list[str]) -> None:
+    api = cluster.api()
+    cm = cluster.get("ConfigMap", NS, "coredns")
+    cm["data"]["Corefile"] = cm["data"]["Corefile"].replace("ttl 30", "ttl 5")
+    kubeapi.request(api, "PUT", kubeapi.object_path("ConfigMap", NS, "coredns"), cm)
+    dep = cluster.get("Deployment", NS, "coredns")
+    dep["spec"]["replicas"] = 4
+    kubeapi.request(api, "PUT", kubeapi.object_path("Deployment", NS, "coredns"), dep)
+    cluster.run_both()
+    assert "ttl 5" in cluster.get("ConfigMap", NS, "coredns")["data"]["Corefile"]
+    assert cluster.get("Deployment", NS, "coredns")["spec"]["replicas"] == 4
+
+
+def test_a_changed_kube_proxy_daemonset_is_brought_back(cluster: Cluster, first_run: list[str]) -> None:
+    ds = cluster.get("DaemonSet", NS, "kube-proxy")
+    ds["spec"]["template"]["spec"]["containers"][0]["command"].append("--v=4")
+    kubeapi.request(cluster.api(), "PUT", kubeapi.object_path("DaemonSet", NS, "kube-proxy"), ds)
+    cluster.run_both()
+    command = cluster.get("DaemonSet", NS, "kube-proxy")["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command == ["/usr/local/bin/kube-proxy", "--config=/var/lib/kube-proxy/config.conf",
+                       "--hostname-override=$(NODE_NAME)"]
