@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from sandbox.apiserver import discovery, errors
 from sandbox.apiserver.resources import ResourceType, lookup
@@ -45,7 +46,9 @@ def is_resource_path(path: str) -> bool:
 
 
 def parse(path: str) -> Route:
-    parts = path.strip("/").split("/")
+    # Segments are percent-decoded after splitting, as the real server does: clients send
+    # "kubeadm%3Acluster-admins" for names with a colon.
+    parts = [unquote(p) for p in path.strip("/").split("/")]
     if parts[0] == "api":
         group, version, rest = "", parts[1], parts[2:]
     else:
