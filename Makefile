@@ -20,7 +20,7 @@ $(VENV)/.test-deps: pyproject.toml | $(BIN)/python
 
 demo: | $(BIN)/python
 	$(PIP) install .
-	$(BIN)/python -m workers.demo --out $(DEMO) --config sandbox/demo/init.yaml
+	$(BIN)/python -m workers.demo --out $(DEMO)
 
 test: $(VENV)/.test-deps
 	$(PIP) install --no-deps --force-reinstall .

@@ -69,6 +69,7 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
     phase_action: str = ""
     phase_args: tuple[str, ...] = ()
     phase_target: str = "node"
+    phase_max_attempts: int = MAX_ATTEMPTS
 
     def run_phase(self, run_id: str, node: str) -> None:
         rt = runtime.current()
@@ -81,8 +82,8 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
         if attempt is None:
             log.info("run %s node %s phase %s already succeeded: nothing to do", run_id, node, path)
             return
-        if attempt > MAX_ATTEMPTS:
-            self._fail(run_id, node, f"giving up after {MAX_ATTEMPTS} attempts")
+        if attempt > self.phase_max_attempts:
+            self._fail(run_id, node, f"giving up after {self.phase_max_attempts} attempts")
             return
         try:
             self._call(run_id, node)
@@ -90,7 +91,7 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
             delay = backoff(attempt, e.delay)
             store.mark_phase_retrying(run_id, node, path, error=one_line(e), delay=delay)
             log.warning("run %s node %s phase %s: %s; will retry in %.1fs (attempt %d of %d)",
-                        run_id, node, path, one_line(e), delay, attempt, MAX_ATTEMPTS)
+                        run_id, node, path, one_line(e), delay, attempt, self.phase_max_attempts)
             raise self.retry(countdown=delay, max_retries=None) from None
         except (PermanentError, SoftTimeLimitExceeded) as e:
             self._fail(run_id, node, one_line(e))
@@ -147,6 +148,7 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
 
 
 def register_phase_task(*, name: str, path: str, action: str, args: tuple[str, ...], target: str = "node",
+                        max_attempts: int | None = None,
                         soft_time_limit: float = DEFAULT_SOFT_TIME_LIMIT,
                         time_limit: float = DEFAULT_TIME_LIMIT) -> Any:
     """Register the Celery task ``name`` that runs phase ``path`` (idempotent per name)."""
@@ -158,7 +160,7 @@ def register_phase_task(*, name: str, path: str, action: str, args: tuple[str, .
     run.__qualname__ = run.__name__
     return shared_task(
         bind=True, base=PhaseTask, name=name, phase_path=path, phase_action=action, phase_args=args,
-        phase_target=target,
+        phase_target=target, phase_max_attempts=max_attempts or MAX_ATTEMPTS,
         soft_time_limit=soft_time_limit, time_limit=time_limit,
     )(run)
 

@@ -119,6 +119,8 @@ def init_group() -> None:
               help="Directory of patches for static Pods and the kubelet config (overrides patches.directory).")
 @click.option("--kubelet", "kubelet_driver", type=click.Choice(["none", "systemd"]), default="none",
               show_default=True, help="How kubelet-start starts the kubelet.")
+@click.option("--upload-certs", is_flag=True,
+              help="Upload the control-plane certificates to the kubeadm-certs Secret (for control-plane joins).")
 def init_phase(
     path: str,
     config_file: str | None,
@@ -128,6 +130,7 @@ def init_phase(
     ignore_preflight_errors: tuple[str, ...],
     patches: str | None,
     kubelet_driver: str,
+    upload_certs: bool,
 ) -> None:
     """Run init phase PATH (a phase, a sub-phase such as certs/apiserver, or `all`) on a node root."""
     from workers.local_run import run_init_phase
@@ -141,6 +144,7 @@ def init_phase(
         ignore=_split_csv(ignore_preflight_errors),
         patches=patches,
         kubelet_driver=kubelet_driver,
+        upload_certs=upload_certs,
     )
     if code:
         _fail(message, code)

@@ -52,6 +52,10 @@ def _finish(svc: Services, run_id: str, wait: bool, output: str) -> None:
     click.echo(status_json(run, phases, flower) if output == "json" else render_table(run, phases, flower))
     if status == "failed":
         sys.exit(FAILED)
+    join = svc.store.get_secret(run_id, "join-command") if wait and output == "text" else None
+    if join:
+        # Printed only to the person who asked for the run, as kubeadm prints it: it holds a token.
+        click.echo("\n" + join.decode())
 
 
 @click.group("submit")
@@ -62,9 +66,11 @@ def submit_group() -> None:
 @submit_group.command("init")
 @click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False), help="kubeadm config file.")
 @click.option("--skip-phases", multiple=True, metavar="PATH[,PATH]", help="Phases to skip (kubeadm paths).")
+@click.option("--upload-certs", is_flag=True,
+              help="Upload the control-plane certificates to the kubeadm-certs Secret (for control-plane joins).")
 @click.option("--wait", is_flag=True, help="Follow the run live until it ends; exit 1 if it failed.")
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
-def submit_init(config_file: str, skip_phases: tuple[str, ...], wait: bool, output: str) -> None:
+def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bool, wait: bool, output: str) -> None:
     """Bootstrap the first control-plane node of the cluster in FILE (its worker: node.<name>)."""
     from config.errors import ConfigError
     from config.loader import load_init_config
@@ -82,7 +88,7 @@ def submit_init(config_file: str, skip_phases: tuple[str, ...], wait: bool, outp
     svc = _services()
     app = svc.app()
     try:
-        sub = submit_init(app, svc.redis, svc.store, svc.settings, cfg, skip=skip)
+        sub = submit_init(app, svc.redis, svc.store, svc.settings, cfg, skip=skip, upload_certs=upload_certs)
     except RunRefusedError as e:
         _fail(str(e), FAILED)
     if output == "text":
@@ -142,7 +148,8 @@ def resume(run_id: str, wait: bool, output: str) -> None:
 
 
 def register(main: click.Group) -> None:
+    from workers.cli_sandbox import sandbox_group
     from workers.cli_workers import flower, worker_group
 
-    for cmd in (submit_group, status, runs, resume, worker_group, flower):
+    for cmd in (submit_group, status, runs, resume, worker_group, flower, sandbox_group):
         main.add_command(cmd)

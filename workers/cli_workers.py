@@ -19,15 +19,29 @@ _INCLUDE = click.option("--include", "includes", multiple=True, hidden=True, met
                         help="Import MODULE at worker start (repeatable).")
 
 
+def _register_sandbox_kubelet() -> None:
+    """The sandbox's kubelet driver lives outside the production packages; only this entry point
+    (the top layer) may bring it in, and only when asked for."""
+    from sandbox.kubelet.driver import SandboxKubelet
+    from tasks.kubelet import NodeInfo, register_driver
+
+    def factory(info: NodeInfo) -> SandboxKubelet:
+        return SandboxKubelet(info.root, info.node_name, info.address)
+
+    register_driver("sandbox", factory)
+
+
 def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, kubelet: str,
-                concurrency: int, loglevel: str, includes: tuple[str, ...] = ()) -> None:
+                concurrency: int, loglevel: str, includes: tuple[str, ...] = (), address: str = "") -> None:
     from tasks.runtime import WorkerRuntime, install
     from workers.cli_runs import _services
 
     svc = _services()
     app = svc.app(extra_queues=[queue])
+    if kubelet == "sandbox":
+        _register_sandbox_kubelet()
     install(WorkerRuntime(role=role, redis_url=svc.redis_url, settings=svc.settings, node_id=node_id,
-                          root=Path(root).resolve(), kubelet_name=kubelet))
+                          root=Path(root).resolve(), kubelet_name=kubelet, address=address))
     click.echo(f"[worker] {name}: queue {queue}, root {root if role == 'node' else '-'}, "
                f"broker {svc.redis_url.split('@')[-1]}")
     app.worker_main([
@@ -42,19 +56,22 @@ def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, ku
 @click.option("--id", "worker_id", required=True, help="Worker id: the node it serves (its queue is node.<id>).")
 @click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False),
               help="Node root: every kubeadm path is written under it.")
-@click.option("--kubelet", type=click.Choice(["none", "systemd"]), default="none", show_default=True,
-              help="How kubelet-start starts the kubelet on this node.")
+@click.option("--kubelet", type=click.Choice(["none", "systemd", "sandbox"]), default="none", show_default=True,
+              help="How kubelet-start starts the kubelet on this node (sandbox: a simulated machine).")
+@click.option("--address", default="", metavar="IP",
+              help="The node's own address when several simulated nodes share this host: what its manifests "
+                   "bind to 127.0.0.1 lives there, and local health checks go there.")
 @click.option("--concurrency", default=1, show_default=True, help="Node phases of one node run one at a time.")
 @click.option("--loglevel", default="INFO", show_default=True)
 @_INCLUDE
-def worker_node(worker_id: str, root: str, kubelet: str, concurrency: int, loglevel: str,
+def worker_node(worker_id: str, root: str, kubelet: str, address: str, concurrency: int, loglevel: str,
                 includes: tuple[str, ...]) -> None:
     """Serve the node-local phases of node ID (files under --root, the kubelet)."""
     from workflows.routing import node_queue
 
     _run_worker(role="node", queue=node_queue(worker_id), name=f"node-{worker_id}@{socket.gethostname()}",
                 node_id=worker_id, root=root, kubelet=kubelet, concurrency=concurrency, loglevel=loglevel,
-                includes=includes)
+                includes=includes, address=address)
 
 
 @worker_group.command("control")

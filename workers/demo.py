@@ -1,8 +1,10 @@
-"""``make demo``: the demo cluster's first control-plane node, bootstrapped through the workflow engine.
+"""``make demo``: bootstrap a cluster on a sandbox machine through the whole workflow engine.
 
-Starts the embedded Redis, a control worker, the node worker of ``cp1`` and Flower (all state under
-``--out``), submits ``init`` for ``sandbox/demo/init.yaml``, shows the run live and the Flower URL,
-then lists what the node now holds, and stops everything it started (``--keep`` leaves it running).
+Brings up a sandbox node (``kubeboot sandbox up``: embedded Redis, a control worker, the node's
+worker and sandbox kubelet) and Flower, submits ``kubeboot submit init --upload-certs --wait`` for
+it, shows the run live and the Flower URL, then prints the join commands, how to reach the cluster
+with kubectl and what the node holds. Everything started is stopped at the end (``--keep`` leaves it
+running). All state lives under ``--out``.
 """
 
 from __future__ import annotations
@@ -14,11 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-DEMO_CONFIG = Path("sandbox/demo/init.yaml")
-NODE = "cp1"
 
 
 def _describe(path: Path) -> str:
@@ -54,86 +52,61 @@ def _free_port(preferred: int) -> int:
     raise RuntimeError("no free port")
 
 
-class Demo:
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.root = out / NODE
-        self.logs = out / "logs"
-        self.env = {**os.environ, "KUBEBOOT_STATE_DIR": str(out / "state")}
-        self.env.pop("KUBEBOOT_REDIS_URL", None)
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.kubeboot = [sys.executable, "-m", "workers.cli"]
-
-    def spawn(self, name: str, *args: str) -> None:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = (self.logs / f"{name}.log").open("ab")
-        self.procs.append(subprocess.Popen([*self.kubeboot, *args], env=self.env, stdout=log, stderr=log,
-                                           start_new_session=True))
-        print(f"[demo] started {name} (pid {self.procs[-1].pid}), log {self.logs / name}.log")
-
-    def start(self, flower_port: int) -> None:
-        from config.settings import Settings
-        from workers.redis_server import EmbeddedRedis
-
-        url = EmbeddedRedis(Settings.from_env(self.env).state_dir).ensure()
-        print(f"[demo] embedded Redis at {url}")
-        self.spawn("control-worker", "worker", "control")
-        self.spawn(f"node-worker-{NODE}", "worker", "node", "--id", NODE, "--root", str(self.root))
-        self.spawn("flower", "flower", "--port", str(flower_port))
-
-    def stop(self) -> None:
-        from config.settings import Settings
-        from workers.redis_server import EmbeddedRedis
-
-        for proc in self.procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for proc in self.procs:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        EmbeddedRedis(Settings.from_env(self.env).state_dir).stop()
-        print("[demo] stopped the workers, Flower and the embedded Redis")
-
-    def inventory(self) -> None:
-        print(f"\n[demo] what control-plane node {NODE} holds now, under {self.root}:\n")
-        for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
-            mode = oct(path.stat().st_mode & 0o777)[2:]
-            print(f"  {mode}  /{path.relative_to(self.root)!s:<52} {_describe(path)}")
-        print(f"\n  openssl x509 -noout -text -in {self.root}/etc/kubernetes/pki/apiserver.crt")
+def _inventory(root: Path) -> None:
+    print(f"\n[demo] what the control-plane node holds, under {root}:\n")
+    for path in sorted(p for p in (root / "etc/kubernetes").rglob("*") if p.is_file()):
+        mode = oct(path.stat().st_mode & 0o777)[2:]
+        print(f"  {mode}  /{path.relative_to(root)!s:<52} {_describe(path)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default=".kubeboot/demo", help="directory for the demo's state, logs and node root")
-    parser.add_argument("--config", default=str(DEMO_CONFIG))
+    parser.add_argument("--out", default=".kubeboot/demo", help="directory for the demo's state, logs and nodes")
     parser.add_argument("--flower-port", type=int, default=5555)
-    parser.add_argument("--keep", action="store_true", help="leave Redis, the workers and Flower running")
+    parser.add_argument("--keep", action="store_true", help="leave the sandbox and Flower running")
     args = parser.parse_args(argv)
 
-    demo = Demo(Path(args.out).resolve())
+    out = Path(args.out).resolve()
     port = _free_port(args.flower_port)
-    demo.env["KUBEBOOT_FLOWER_PORT"] = str(port)
-    demo.start(port)
+    os.environ.update({"KUBEBOOT_STATE_DIR": str(out / "state"), "KUBEBOOT_FLOWER_PORT": str(port)})
+    os.environ.pop("KUBEBOOT_REDIS_URL", None)
+    cli = [sys.executable, "-m", "workers.cli"]
+    from workers.sandbox_env import SandboxEnv
+
+    env = SandboxEnv(out / "state" / "sandbox", print)
+    flower: subprocess.Popen[bytes] | None = None
     try:
-        print(f"[demo] Flower: http://127.0.0.1:{port}  (every phase of every run, live)\n")
-        print(f"==> kubeboot submit init --config {args.config} --wait\n", flush=True)
-        cmd = [*demo.kubeboot, "submit", "init", "--config", args.config, "--wait"]
-        submit = subprocess.run(cmd, check=False, env=demo.env)
-        if submit.returncode != 0:
-            print(f"[demo] the run failed; logs are in {demo.logs}", file=sys.stderr)
-            return submit.returncode
-        demo.inventory()
+        print("==> kubeboot sandbox up --nodes 1\n", flush=True)
+        if subprocess.run([*cli, "sandbox", "up", "--nodes", "1"], check=False).returncode:
+            return 1
+        (out / "logs").mkdir(parents=True, exist_ok=True)
+        with (out / "logs" / "flower.log").open("ab") as log:
+            flower = subprocess.Popen([*cli, "flower", "--port", str(port)], stdout=log, stderr=log,
+                                      start_new_session=True)
+        box = env.load()
+        config = next(iter(box.clusters.values()))
+        node = box.nodes[0]
+        print(f"\n[demo] Flower: http://127.0.0.1:{port}  (every phase of every run, live)")
+        print(f"\n==> kubeboot submit init --config {config} --upload-certs --wait\n", flush=True)
+        run = subprocess.run([*cli, "submit", "init", "--config", config, "--upload-certs", "--wait"], check=False)
+        if run.returncode:
+            print(f"[demo] the run failed; logs are in {out / 'state' / 'sandbox' / 'logs'}", file=sys.stderr)
+            return run.returncode
+        root = Path(node.root)
+        _inventory(root)
+        print("\n[demo] reach the cluster with kubectl (or the kubernetes Python client):")
+        print(f"  kubectl --kubeconfig {root}/etc/kubernetes/admin.conf get nodes")
         if args.keep:
-            print(f"\n[demo] still running (--keep). Stop with: kill the pids above; Flower at http://127.0.0.1:{port}")
-            return 0
+            print(f"\n[demo] still running (--keep). Stop it with: KUBEBOOT_STATE_DIR={out / 'state'} "
+                  "kubeboot sandbox down")
+        return 0
     finally:
         if not args.keep:
-            demo.stop()
-    return 0
+            if flower is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(flower.pid, signal.SIGTERM)
+                flower.wait(20)
+            subprocess.run([*cli, "sandbox", "down"], check=False)
 
 
 if __name__ == "__main__":

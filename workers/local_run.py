@@ -37,6 +37,7 @@ def run_init_phase(
     ignore: list[str] | None = None,
     patches: str | None = None,
     kubelet_driver: str = "none",
+    upload_certs: bool = False,
     out: Callable[[str], None] | None = None,
 ) -> tuple[int, str]:
     """Run ``path`` against ``root``; (exit code, one-line message) — 0 / 1 failed / 2 bad input."""
@@ -54,7 +55,7 @@ def run_init_phase(
         assert isinstance(cfg, InitConfig)
         if patches and not Path(patches).is_dir():
             raise ConfigError("patches directory does not exist", field="--patches", file=patches)
-        steps = plan_init(cfg, path, skip)
+        steps = plan_init(cfg, path, skip, upload_certs=upload_certs)
     except ConfigError as e:
         return 2, str(e)
     except ValidationError as e:

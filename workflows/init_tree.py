@@ -99,6 +99,49 @@ CONTROL_PLANE = Phase(
     ),
 )
 
+def _dns_enabled(cfg: InitConfig) -> bool:
+    return not cfg.cluster.dns.disabled
+
+
+def _proxy_enabled(cfg: InitConfig) -> bool:
+    return not cfg.cluster.proxy.disabled
+
+
+_UC = "tasks.phases.uploadconfig"
+_ADD = "tasks.phases.addons"
+
+UPLOAD_CONFIG = Phase(
+    "upload-config",
+    "Upload the kubeadm and kubelet configuration to a ConfigMap",
+    target="control",
+    children=(
+        Phase("kubeadm", "Upload the kubeadm ClusterConfiguration to a ConfigMap", target="control",
+              action=f"{_UC}:run_upload_config_kubeadm"),
+        Phase("kubelet", "Upload the kubelet component config to a ConfigMap", target="control",
+              action=f"{_UC}:run_upload_config_kubelet"),
+    ),
+)
+
+ADDON = Phase(
+    "addon",
+    "Install required addons for passing conformance tests",
+    target="control",
+    children=(
+        Phase("coredns", "Install the CoreDNS addon to a Kubernetes cluster", target="control",
+              action=f"{_ADD}:run_addon_coredns", condition=_dns_enabled, skip_reason="dns.disabled is true"),
+        Phase("kube-proxy", "Install the kube-proxy addon to a Kubernetes cluster", target="control",
+              action=f"{_ADD}:run_addon_kube_proxy", condition=_proxy_enabled,
+              skip_reason="proxy.disabled is true"),
+    ),
+)
+
+# wait-control-plane ends by its own deadlines (timeouts.kubeletHealthCheck and
+# controlPlaneComponentHealthCheck, 4m each by default); attempts of at most a few seconds each.
+WAIT_MAX_ATTEMPTS = 1000
+
+# Dropped unless the run asks for it (kubeadm: "[upload-certs] Skipping phase. Please see --upload-certs").
+UPLOAD_CERTS = "upload-certs"
+
 INIT_PHASES: tuple[Phase, ...] = (
     Phase("preflight", "Run pre-flight checks", action="tasks.phases.preflight:run_preflight"),
     CERTS,
@@ -107,4 +150,20 @@ INIT_PHASES: tuple[Phase, ...] = (
     CONTROL_PLANE,
     Phase("kubelet-start", "Write kubelet settings and (re)start the kubelet",
           action="tasks.phases.kubeletstart:run_kubelet_start"),
+    Phase("wait-control-plane", "Wait for the control plane to start",
+          action="tasks.phases.waitcp:run_wait_control_plane", max_attempts=WAIT_MAX_ATTEMPTS),
+    UPLOAD_CONFIG,
+    Phase(UPLOAD_CERTS, "Upload certificates to kubeadm-certs", action="tasks.phases.uploadcerts:run_upload_certs"),
+    Phase("mark-control-plane", "Mark a node as a control-plane", target="control",
+          action="tasks.phases.markcontrolplane:run_mark_control_plane"),
+    Phase("bootstrap-token", "Generates bootstrap tokens used to join a node to a cluster", target="control",
+          action="tasks.phases.bootstraptoken:run_bootstrap_token"),
+    Phase("kubelet-finalize", "Updates settings relevant to the kubelet after TLS bootstrap",
+          children=(
+              Phase("enable-client-cert-rotation", "Enable kubelet client certificate rotation",
+                    action="tasks.phases.kubeletfinalize:run_kubelet_finalize"),
+          )),
+    ADDON,
+    Phase("show-join-command", "Show the join command for control-plane and worker node", target="control",
+          action="tasks.phases.showjoin:run_show_join_command"),
 )

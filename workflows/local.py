@@ -5,11 +5,12 @@ The same steps the Celery canvas will run, executed one after another against on
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from workflows.init_tree import INIT_PHASES
+from workflows.init_tree import INIT_PHASES, UPLOAD_CERTS
 from workflows.selection import Step, select
 
 if TYPE_CHECKING:
@@ -32,16 +33,19 @@ class LocalResult:
     skipped: list[tuple[str, str]]
 
 
-def plan_init(cfg: InitConfig, target: str = "all", skip: list[str] | None = None) -> list[Step]:
+def plan_init(
+    cfg: InitConfig, target: str = "all", skip: list[str] | None = None, *, upload_certs: bool = False
+) -> list[Step]:
+    """The init steps for ``target``: config's skipPhases + ``skip`` skipped; upload-certs only when
+    asked for (kubeadm's ``--upload-certs``)."""
     skips = list(cfg.init.skipPhases) + list(skip or [])
-    return select(INIT_PHASES, "init", cfg, target, skips)
+    drop = {} if upload_certs else {UPLOAD_CERTS: "--upload-certs not given"}
+    return select(INIT_PHASES, "init", cfg, target, skips, drop)
 
 
 def run_steps(
     steps: list[Step], ctx: NodeContext, on_skip: Callable[[Step], None] | None = None
 ) -> LocalResult:
-    from tasks.errors import PhaseError
-
     ran: list[str] = []
     skipped: list[tuple[str, str]] = []
     for step in steps:
@@ -53,13 +57,29 @@ def run_steps(
             continue
         if step.placed.phase.action is None:
             continue
-        fn = step.placed.phase.resolve()
-        try:
-            fn(_context_for(step, ctx), *step.placed.phase.args)
-        except PhaseError as e:
-            raise PhaseFailedError(step.path, e) from e
+        _run_with_retries(step, _context_for(step, ctx))
         ran.append(step.path)
     return LocalResult(ran, skipped)
+
+
+def _run_with_retries(step: Step, ctx: PhaseContext) -> None:
+    """Run one phase; a TemporaryError waits its delay and tries again, as the task's retry would,
+    up to the phase's attempt ceiling."""
+    from tasks.errors import PhaseError, TemporaryError
+    from tasks.retry import MAX_ATTEMPTS, backoff
+
+    fn = step.placed.phase.resolve()
+    ceiling = step.placed.phase.max_attempts or MAX_ATTEMPTS
+    for attempt in range(1, ceiling + 1):
+        try:
+            fn(ctx, *step.placed.phase.args)
+            return
+        except TemporaryError as e:
+            if attempt == ceiling:
+                raise PhaseFailedError(step.path, e) from e
+            time.sleep(backoff(attempt, e.delay))
+        except PhaseError as e:
+            raise PhaseFailedError(step.path, e) from e
 
 
 def _context_for(step: Step, ctx: NodeContext) -> PhaseContext:

@@ -31,6 +31,9 @@ class Phase:
     condition: Callable[[InitConfig], bool] | None = None
     # Why the condition drops it, for "Skipping phase" lines.
     skip_reason: str = ""
+    # Starts allowed before the run fails (default tasks.retry.MAX_ATTEMPTS). A phase that waits on
+    # the world bounds itself by its own deadline (kubeadm's timeouts) and sets a high ceiling here.
+    max_attempts: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolve(self) -> Callable[..., None]:

@@ -25,6 +25,7 @@ def register_all() -> list[str]:
             if placed.phase.action is None:
                 continue
             register_phase_task(name=placed.task_name, path=placed.path, action=placed.phase.action,
-                                args=placed.phase.args, target=placed.phase.target)
+                                args=placed.phase.args, target=placed.phase.target,
+                                max_attempts=placed.phase.max_attempts)
             names.append(placed.task_name)
     return names

@@ -71,7 +71,7 @@ def _declare(app: Celery, queues: list[str]) -> None:
 
 
 def submit_init(app: Celery, client: redis.Redis, store: RunStore, settings: Settings, cfg: InitConfig,
-                *, skip: list[str] | None = None) -> Submitted:
+                *, skip: list[str] | None = None, upload_certs: bool = False) -> Submitted:
     """Record a new init run of ``cfg``'s first control-plane node and send its chain."""
     from tasks.state import InitLock, LockHeldError
     from tasks.state.store import new_run_id
@@ -79,7 +79,8 @@ def submit_init(app: Celery, client: redis.Redis, store: RunStore, settings: Set
     node = cfg.node_name
     worker_ids = {node: node}
     # Parents without an action only group their children: they are no step of their own.
-    steps = [(node, s) for s in plan_init(cfg, "all", skip) if s.placed.phase.action or s.skip_reason]
+    planned = plan_init(cfg, "all", skip, upload_certs=upload_certs)
+    steps = [(node, s) for s in planned if s.placed.phase.action or s.skip_reason]
     cluster = cfg.cluster.clusterName
     lock = InitLock(client, cluster, settings.lock_ttl)
     lock.release_if_owner_finished(store)

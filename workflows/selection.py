@@ -66,8 +66,10 @@ def select(
     cfg: InitConfig,
     target: str = "all",
     skip: list[str] | None = None,
+    drop: dict[str, str] | None = None,
 ) -> list[Step]:
-    """The ordered steps for ``target`` with ``skip`` applied; UnknownPhaseError for a bad path."""
+    """The ordered steps for ``target`` with ``skip`` applied and the ``drop`` paths (path → reason)
+    left out by run options; UnknownPhaseError for a bad path."""
     skip = [normalize(s) for s in (skip or [])]
     check_paths(roots, workflow, [target], "phase")
     check_paths(roots, workflow, skip, "skip-phases")
@@ -80,6 +82,8 @@ def select(
         reason = next((r for root, r in dropped.items() if _under(placed.path, root)), "")
         if not reason and any(s and _under(placed.path, s) for s in skip):
             reason = "skipped by --skip-phases / skipPhases"
+        if not reason and drop and placed.path in drop:
+            reason = drop[placed.path]
         cond = placed.phase.condition
         if not reason and cond is not None and not cond(cfg):
             reason = placed.phase.skip_reason or "not needed for this configuration"

@@ -31,7 +31,34 @@ def ran(steps):
 
 def test_top_level_phases_follow_kubeadms_current_order() -> None:
     assert [p.name for p in INIT_PHASES] == [
-        "preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start"]
+        "preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start", "wait-control-plane",
+        "upload-config", "upload-certs", "mark-control-plane", "bootstrap-token", "kubelet-finalize", "addon",
+        "show-join-command"]
+
+
+def test_api_phases_go_to_the_control_worker_and_file_phases_to_the_node() -> None:
+    targets = {p.path: p.phase.target for p in walk(INIT_PHASES, "init") if p.phase.action}
+    control = {"upload-config/kubeadm", "upload-config/kubelet", "mark-control-plane", "bootstrap-token",
+               "addon/coredns", "addon/kube-proxy", "show-join-command"}
+    assert {p for p, t in targets.items() if t == "control"} == control
+    assert targets["wait-control-plane"] == targets["upload-certs"] == "node"
+    assert targets["kubelet-finalize/enable-client-cert-rotation"] == "node"
+
+
+def test_upload_certs_runs_only_when_asked_for(cfg) -> None:
+    from workflows.local import plan_init
+
+    steps = {s.path: s.skip_reason for s in plan_init(cfg)}
+    assert steps["upload-certs"] == "--upload-certs not given"
+    assert {s.path: s.skip_reason for s in plan_init(cfg, upload_certs=True)}["upload-certs"] == ""
+
+
+def test_disabled_dns_and_proxy_drop_their_addons() -> None:
+    cfg = build_init_config([NODE, {"apiVersion": V4, "kind": "ClusterConfiguration",
+                                    "dns": {"disabled": True}, "proxy": {"disabled": True}}])
+    steps = {s.path: s.skip_reason for s in select(INIT_PHASES, "init", cfg)}
+    assert steps["addon/coredns"] == "dns.disabled is true"
+    assert steps["addon/kube-proxy"] == "proxy.disabled is true"
 
 
 def test_every_tree_path_is_a_kubeadm_phase_name_known_to_config_validation() -> None:
@@ -59,7 +86,8 @@ def test_all_runs_parents_before_their_children(cfg) -> None:
     order = ran(select(INIT_PHASES, "init", cfg))
     assert order.index("certs") < order.index("certs/ca") < order.index("certs/apiserver")
     assert order.index("certs/sa") < order.index("kubeconfig")
-    assert order[-1] == "kubelet-start"
+    assert order.index("kubelet-start") < order.index("wait-control-plane") < order.index("upload-config/kubeadm")
+    assert order[-1] == "show-join-command"
 
 
 @pytest.mark.parametrize("target", ["certs", "certs/all", "certs/"])
