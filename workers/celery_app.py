@@ -10,11 +10,26 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP, Queues
 from kombu import Queue
 
 from config.settings import Settings
 from workflows.registry import register_all
-from workflows.routing import CONTROL_QUEUE
+from workflows.routing import CONTROL_QUEUE, is_routed_queue
+
+
+class RoutedQueues(Queues):  # type: ignore[misc]
+    """Declared queues plus the family the routing produces (``node.<worker-id>``): a worker that
+    forwards a chain to another node's queue knows it; any other name is still refused."""
+
+    def __missing__(self, name: str) -> Any:
+        if is_routed_queue(name):
+            return self.add(Queue(name, routing_key=name))
+        raise KeyError(name)
+
+
+class RoutedAMQP(AMQP):  # type: ignore[misc]
+    queues_cls = RoutedQueues
 
 
 def kombu_url(redis_url: str) -> str:
@@ -25,7 +40,7 @@ def kombu_url(redis_url: str) -> str:
 
 
 def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None = None) -> Celery:
-    app = Celery("kubeboot", set_as_current=True)
+    app = Celery("kubeboot", set_as_current=True, amqp=RoutedAMQP)
     broker = kombu_url(redis_url)
     queues = [Queue(CONTROL_QUEUE, routing_key=CONTROL_QUEUE)]
     queues += [Queue(q, routing_key=q) for q in extra_queues or [] if q != CONTROL_QUEUE]

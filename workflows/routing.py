@@ -9,6 +9,7 @@ queue nobody declared fails at submit time instead of waiting forever.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 CONTROL_QUEUE: Final = "control"
@@ -26,6 +27,21 @@ def queue_for(target: str, worker_id: str) -> str:
     if target == "node":
         return node_queue(worker_id)
     raise ValueError(f"unknown phase target {target!r}")
+
+
+def is_routed_queue(name: str) -> bool:
+    """True for every queue this routing can produce: ``control`` and ``node.<worker-id>``.
+
+    Node queues cannot all be declared up front (a worker id is a node name, known only from the
+    runs), so the family is declared instead: any worker may forward a chain to ``node.<id>``, and
+    nothing outside the family is ever created."""
+    if name == CONTROL_QUEUE:
+        return True
+    worker_id = name.removeprefix(NODE_QUEUE_PREFIX)
+    return name.startswith(NODE_QUEUE_PREFIX) and bool(_WORKER_ID.fullmatch(worker_id))
+
+
+_WORKER_ID = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 
 def queues_for_workers(worker_ids: list[str]) -> list[str]:

@@ -59,3 +59,14 @@ def test_the_node_worker_runs_on_the_host_with_the_systemd_kubelet_driver(servic
     assert node["command"][-2:] == ["--kubelet", "systemd"]
     mounts = {v.split(":")[1] for v in node["volumes"]}
     assert {"/host/etc/kubernetes", "/host/var/lib/kubelet", "/host/var/lib/etcd"} <= mounts
+
+
+def test_a_worker_app_can_forward_a_chain_to_any_node_queue_but_to_nothing_else() -> None:
+    from config.settings import Settings
+    from workers.celery_app import make_app
+
+    app = make_app("redis://127.0.0.1:1/0", Settings())
+    assert app.amqp.queues["node.sb1-cp1"].name == "node.sb1-cp1"
+    for name in ("celery", "node.", "node.Bad_Name", "other"):
+        with pytest.raises(KeyError):
+            app.amqp.queues[name]
