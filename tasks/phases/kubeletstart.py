@@ -39,7 +39,11 @@ def write_kubelet_files(ctx: NodeContext) -> None:
         ctx.log(PHASE, "Skipping writing instance kubelet configuration file as the NodeLocalCRISocket "
                 "feature gate is disabled")
 
-    cluster_doc = kc.cluster_kubelet_config(cfg, resolved_active=kc.systemd_resolved_active(ctx.fs))
+    resolved = kc.systemd_resolved_active(ctx.fs)
+    # upload-config (on the control worker, which cannot see this node) uploads the same cluster
+    # KubeletConfiguration, resolvConf included: it learns the node's fact from the run.
+    ctx.secrets.put(c.SECRET_SYSTEMD_RESOLVED, b"1" if resolved else b"0")
+    cluster_doc = kc.cluster_kubelet_config(cfg, resolved_active=resolved)
     node_doc = kc.node_kubelet_config(cluster_doc, cfg, ctx.out)
     ctx.log(PHASE, f'Writing kubelet configuration to file "{c.KUBELET_CONFIG_FILE}"')
     _write(ctx, c.KUBELET_CONFIG_FILE, kc.dump_yaml(node_doc))

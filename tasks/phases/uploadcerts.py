@@ -52,8 +52,10 @@ Obj = dict[str, Any]
 
 
 def certificate_key(ctx: NodeContext) -> str:
-    """The configured key, else this run's, else a new one stored before first use."""
+    """The configured key, else this run's, else a new one stored before first use. The key used is
+    always in the run's secrets: show-join-command prints it in the control-plane join command."""
     if ctx.cfg.init.certificateKey:
+        ctx.secrets.put(KEY_SECRET, ctx.cfg.init.certificateKey.encode())
         return ctx.cfg.init.certificateKey
     stored = ctx.secrets.get(KEY_SECRET)
     if stored:
