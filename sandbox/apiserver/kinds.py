@@ -45,8 +45,13 @@ def on_create(rt: ResourceType, obj: Obj, ctx: HookContext) -> None:
         _service_create(obj, ctx)
     elif rt.key == "/pods":
         obj["status"] = {"phase": "Pending", "qosClass": _qos(obj.get("spec") or {})}
-    elif rt.key in ("apps/deployments", "apps/daemonsets"):
+    elif rt.key == "apps/deployments":
         obj["status"] = {}
+    elif rt.key == "apps/daemonsets":
+        # DaemonSetStatus has four int32 fields without omitempty: the real server always sends them,
+        # and the official clients refuse a DaemonSet without them.
+        obj["status"] = {"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                         "numberReady": 0}
     elif rt.key == CSR:
         _csr_create(obj, ctx.user)
 
