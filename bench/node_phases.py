@@ -42,7 +42,7 @@ def run_kubeboot(algorithm: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         ctx = NodeContext(cfg=cfg, fs=NodeFS(tmp), out=lambda _: None, ignore_preflight_errors=frozenset({"all"}))
         start = time.perf_counter()
-        run_steps(plan_init(cfg), ctx)
+        run_steps(plan_init(cfg, "local"), ctx)
         elapsed = time.perf_counter() - start
         assert (Path(tmp) / "etc/kubernetes/manifests/kube-apiserver.yaml").exists()
     return elapsed

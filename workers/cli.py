@@ -87,7 +87,8 @@ def _phase_tree_help() -> str:
     from workflows.init_tree import INIT_PHASES
     from workflows.phase import walk
 
-    lines = ["\b", "Phases (PATH), in the order `all` runs them:"]
+    lines = ["\b", "PATH is `all` (every phase), `local` (preflight to kubelet-start: what a node does before",
+             "its control plane answers) or one of these phases, in the order `all` runs them:"]
     for placed in walk(INIT_PHASES, "init"):
         indent = "  " * (placed.depth + 1)
         lines.append(f"{indent}{placed.phase.name:<{28 - 2 * placed.depth}} {placed.phase.help}")

@@ -139,6 +139,13 @@ ADDON = Phase(
 # controlPlaneComponentHealthCheck, 4m each by default); attempts of at most a few seconds each.
 WAIT_MAX_ATTEMPTS = 1000
 
+# The phases a control-plane node runs on its own, before any control plane answers: what
+# `kubeboot init phase local` runs (the files of a control-plane node and its kubelet started).
+LOCAL_PHASES = ("preflight", "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start")
+# Everything after them needs a running control plane.
+AFTER_LOCAL = ("wait-control-plane", "upload-config", "upload-certs", "mark-control-plane", "bootstrap-token",
+               "kubelet-finalize", "addon", "show-join-command")
+
 # Dropped unless the run asks for it (kubeadm: "[upload-certs] Skipping phase. Please see --upload-certs").
 UPLOAD_CERTS = "upload-certs"
 

@@ -10,12 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from workflows.init_tree import INIT_PHASES, UPLOAD_CERTS
+from workflows.init_tree import INIT_PHASES, LOCAL_PHASES, UPLOAD_CERTS
 from workflows.selection import Step, select
 
 if TYPE_CHECKING:
     from config.resolved import InitConfig
     from tasks.phases.context import NodeContext, PhaseContext
+
+
+LOCAL = "local"  # the target that runs LOCAL_PHASES
 
 
 class PhaseFailedError(Exception):
@@ -37,9 +40,12 @@ def plan_init(
     cfg: InitConfig, target: str = "all", skip: list[str] | None = None, *, upload_certs: bool = False
 ) -> list[Step]:
     """The init steps for ``target``: config's skipPhases + ``skip`` skipped; upload-certs only when
-    asked for (kubeadm's ``--upload-certs``)."""
+    asked for (kubeadm's ``--upload-certs``). ``local`` is every phase of LOCAL_PHASES."""
     skips = list(cfg.init.skipPhases) + list(skip or [])
     drop = {} if upload_certs else {UPLOAD_CERTS: "--upload-certs not given"}
+    if target.strip("/") == LOCAL:
+        steps = select(INIT_PHASES, "init", cfg, "all", skips, drop)
+        return [s for s in steps if s.path.split("/")[0] in LOCAL_PHASES]
     return select(INIT_PHASES, "init", cfg, target, skips, drop)
 
 

@@ -244,23 +244,12 @@ class Engine:
 
     @property
     def skip(self) -> list[str]:
-        """``--skip-phases`` for the phases whose module is not part of kubeboot yet, else nothing.
+        """``--skip-phases`` for every phase that needs a running control plane: engine tests exercise
+        the machinery on the node-local phases (no kubelet runs here), and the comparison with
+        ``init phase all`` skips the same ones on both sides."""
+        from workflows.init_tree import AFTER_LOCAL
 
-        Engine tests exercise the machinery, so they run every phase that exists; the comparison
-        with ``init phase all`` skips the same ones on both sides.
-        """
-        import importlib.util
-
-        from workflows.init_tree import INIT_PHASES
-        from workflows.phase import walk
-
-        missing: list[str] = []
-        for placed in walk(INIT_PHASES, "init"):
-            action = placed.phase.action
-            covered = any(placed.path.startswith(m + "/") for m in missing)
-            if action and not covered and importlib.util.find_spec(action.partition(":")[0]) is None:
-                missing.append(placed.path)
-        return ["--skip-phases", ",".join(missing)] if missing else []
+        return ["--skip-phases", ",".join(AFTER_LOCAL)]
 
     def submit(self, config: Path, *extra: str) -> str:
         """``kubeboot submit init`` without waiting; returns the run id."""

@@ -22,11 +22,11 @@ def files(root: Path) -> dict[str, tuple[int, bytes]]:
             for p in root.rglob("*") if p.is_file()}
 
 
-def test_init_phase_all_writes_the_control_plane_inventory_of_kubeadm(
+def test_init_phase_local_writes_the_control_plane_inventory_of_kubeadm(
     tmp_path: Path, node_config: Path, kubeboot
 ) -> None:
     root = tmp_path / "node"
-    result = kubeboot("init", "phase", "all", "--config", str(node_config), "--root", str(root))
+    result = kubeboot("init", "phase", "local", "--config", str(node_config), "--root", str(root))
     assert result.returncode == 0, result.stderr
     kubeboot_files = [f for f in files(root) if not f.startswith("var/lib/kubeboot/")]
     assert sorted(kubeboot_files) == INVENTORY
@@ -35,11 +35,13 @@ def test_init_phase_all_writes_the_control_plane_inventory_of_kubeadm(
     assert '[control-plane] Creating static Pod manifest for "kube-apiserver"' in result.stdout
 
 
-def test_running_init_phase_all_twice_changes_no_byte_and_no_mtime(tmp_path: Path, node_config: Path, kubeboot) -> None:
+def test_running_init_phase_local_twice_changes_no_byte_and_no_mtime(
+    tmp_path: Path, node_config: Path, kubeboot
+) -> None:
     root = tmp_path / "node"
-    assert kubeboot("init", "phase", "all", "--config", str(node_config), "--root", str(root)).returncode == 0
+    assert kubeboot("init", "phase", "local", "--config", str(node_config), "--root", str(root)).returncode == 0
     before = files(root)
-    second = kubeboot("init", "phase", "all", "--config", str(node_config), "--root", str(root))
+    second = kubeboot("init", "phase", "local", "--config", str(node_config), "--root", str(root))
     assert second.returncode == 0, second.stderr
     assert files(root) == before
     assert "Using existing" in second.stdout
@@ -58,7 +60,7 @@ def test_a_sub_phase_path_runs_only_that_sub_phase(tmp_path: Path, node_config: 
 
 def test_skip_phases_leaves_exactly_those_artifacts_out(tmp_path: Path, node_config: Path, kubeboot) -> None:
     root = tmp_path / "node"
-    result = kubeboot("init", "phase", "all", "--config", str(node_config), "--root", str(root),
+    result = kubeboot("init", "phase", "local", "--config", str(node_config), "--root", str(root),
                       "--skip-phases", "kubeconfig/super-admin,etcd")
     assert result.returncode == 0, result.stderr
     assert not (root / "etc/kubernetes/super-admin.conf").exists()

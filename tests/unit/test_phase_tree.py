@@ -134,3 +134,13 @@ def test_skip_phases_from_the_config_file_are_honoured() -> None:
 def test_an_unknown_phase_path_is_bad_input_naming_the_valid_ones(cfg, target, skip) -> None:
     with pytest.raises(UnknownPhaseError, match=r"unknown phase .*valid phases: .*certs/apiserver"):
         select(INIT_PHASES, "init", cfg, target, skip)
+
+
+def test_the_local_target_runs_the_node_phases_up_to_kubelet_start_and_nothing_after(cfg) -> None:
+    from workflows.local import plan_init
+
+    order = ran(plan_init(cfg, "local"))
+    assert order[0] == "preflight"
+    assert order[-1] == "kubelet-start"
+    assert "wait-control-plane" not in order
+    assert "certs/apiserver" in order
