@@ -24,6 +24,7 @@ from sandbox.apiserver.types import UserInfo
 Obj = dict[str, Any]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 CSR = "certificates.k8s.io/certificatesigningrequests"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class HookContext:
 
 
 def on_create(rt: ResourceType, obj: Obj, ctx: HookContext) -> None:
+    if rt.key.endswith("rolebindings"):
+        _binding_defaults(obj)
     if rt.key == "/namespaces":
         base = namespace_object(obj["metadata"]["name"])
         obj["metadata"].setdefault("labels", {}).update(base["metadata"]["labels"])
@@ -62,6 +65,8 @@ def on_update(rt: ResourceType, obj: Obj, old: Obj, sub: str) -> None:
         _copy(old, obj, "status")
     if sub in ("status", "approval"):
         _copy(old, obj, "spec")
+    if rt.key.endswith("rolebindings"):
+        _binding_defaults(obj)  # before the roleRef comparison, as the real server defaults first
     if rt.key == "/secrets":
         _secret(obj, old)
     elif rt.key == "/services" and sub == "":
@@ -70,6 +75,17 @@ def on_update(rt: ResourceType, obj: Obj, old: Obj, sub: str) -> None:
         raise _invalid(obj, [FieldError("roleRef", "cannot change roleRef", Raw(str(obj.get("roleRef"))))])
     elif rt.key == CSR:
         _csr_update(obj, old, sub)
+
+
+def _binding_defaults(obj: Obj) -> None:
+    """rbac/v1 defaulting (pkg/apis/rbac/v1/defaults.go): an empty apiGroup of the roleRef, and of a User
+    or Group subject, becomes rbac.authorization.k8s.io (kubeadm sends some bindings without it)."""
+    ref = obj.get("roleRef")
+    if isinstance(ref, dict) and not ref.get("apiGroup"):
+        ref["apiGroup"] = RBAC_GROUP
+    for subject in obj.get("subjects") or []:
+        if isinstance(subject, dict) and not subject.get("apiGroup") and subject.get("kind") in ("User", "Group"):
+            subject["apiGroup"] = RBAC_GROUP
 
 
 def _copy(src: Obj, dst: Obj, key: str) -> None:
