@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import subprocess
 import sys
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -296,3 +299,248 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
         yield eng
     finally:
         eng.close()
+
+
+# --- sandbox clusters end to end: `kubeboot sandbox up`, `submit init`, the official client ----------
+SANDBOX_DEADLINE = 120.0  # bound of a wait on a sandbox (an init is ~10 s; the host may be busy)
+SANDBOX_LOCK_WAIT = 600.0  # bound of the wait for another test's sandbox to go away
+
+
+@contextlib.contextmanager
+def sandbox_addresses() -> Iterator[None]:
+    """Hold the sandbox address block 127.77.0.0/16 of this machine.
+
+    ``kubeboot sandbox up`` places cluster c's node k on 127.77.<c-1>.<k>, whatever the state dir, so two
+    sandboxes at once (tests on two xdist workers) would fight over the same ports: one at a time.
+    """
+    import fcntl
+    import tempfile
+    import time
+
+    with open(Path(tempfile.gettempdir()) / "kubeboot-sandbox-127.77.lock", "a") as fh:
+        end = time.monotonic() + SANDBOX_LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > end:
+                    pytest.fail(f"another sandbox held 127.77.0.0/16 for more than {SANDBOX_LOCK_WAIT:.0f}s")
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class JoinCommand:
+    """What ``submit init --wait`` printed for joining nodes."""
+
+    token: str
+    ca_hash: str  # sha256:<hex>
+    certificate_key: str  # "" when the control-plane join printed none
+
+    @classmethod
+    def parse(cls, text: str) -> JoinCommand:
+        import re
+
+        token = re.search(r"kubeadm join \S+ --token (\S+)", text)
+        ca_hash = re.search(r"--discovery-token-ca-cert-hash (sha256:[0-9a-f]{64})", text)
+        key = re.search(r"--certificate-key ([0-9a-f]{64})", text)
+        assert token and ca_hash, f"no join command in:\n{text}"
+        return cls(token.group(1), ca_hash.group(1), key.group(1) if key else "")
+
+
+# Object kinds read back for inventories, by their list path (every namespace).
+OBJECT_KINDS = {
+    "ConfigMap": "/api/v1/configmaps",
+    "Secret": "/api/v1/secrets",
+    "ServiceAccount": "/api/v1/serviceaccounts",
+    "Service": "/api/v1/services",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/rolebindings",
+    "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+    "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    "Deployment": "/apis/apps/v1/deployments",
+    "DaemonSet": "/apis/apps/v1/daemonsets",
+    "Node": "/api/v1/nodes",
+    "Pod": "/api/v1/pods",
+}
+ObjectKey = tuple[str, str, str]  # kind, namespace ("" when cluster-scoped), name
+
+
+class SandboxCluster(Engine):
+    """A ``kubeboot sandbox up`` in a temp dir, driven through the real CLI, read through the real client.
+
+    It is an :class:`Engine` (same state dir layout, short visibility timeout, process groups, logs), so a
+    test can replace the sandbox's control worker by one of its own (``--include faults``).
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.is_up = False
+
+    # --- the sandbox ----------------------------------------------------------------------------
+    def up(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = self.cli("sandbox", "up", *args)
+        self.is_up = True  # even half up, ``down`` must run
+        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{self.logs()}"
+        return result
+
+    def down(self) -> subprocess.CompletedProcess[str]:
+        result = self.cli("sandbox", "down")
+        self.is_up = False
+        return result
+
+    @property
+    def sandbox_dir(self) -> Path:
+        return self.state_dir / "sandbox"
+
+    def record(self) -> dict[str, Any]:
+        """``<state>/sandbox/sandbox.json``: what ``sandbox up`` started."""
+        import json
+
+        return dict(json.loads((self.sandbox_dir / "sandbox.json").read_text()))
+
+    def config_path(self, cluster: str = "sb1") -> Path:
+        return Path(self.record()["clusters"][cluster])
+
+    def node_root(self, node: str = "sb1-cp1") -> Path:
+        return Path(next(n["root"] for n in self.record()["nodes"] if n["name"] == node))
+
+    def pinned_config(self, *, token: str, certificate_key: str, cluster: str = "sb1") -> Path:
+        """The sandbox's config with the default token and the certificate key fixed, as a user pins them."""
+        docs = list(yaml.safe_load_all(self.config_path(cluster).read_text()))
+        docs[0]["bootstrapTokens"] = [{"token": token}]
+        docs[0]["certificateKey"] = certificate_key
+        path = self.dir / f"{cluster}-pinned.yaml"
+        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        return path
+
+    def logs(self) -> str:
+        logs = [*sorted(self.dir.glob("*.log")), *sorted((self.sandbox_dir / "logs").glob("*.log")),
+                *sorted(self.sandbox_dir.glob("*/*/var/lib/kubeboot-sandbox/kubelet.log"))]
+        return "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-40:])
+                         for p in logs)
+
+    # --- runs -----------------------------------------------------------------------------------
+    def init(self, *extra: str, config: Path | None = None) -> tuple[subprocess.CompletedProcess[str], str]:
+        """``kubeboot submit init --wait`` of the sandbox's cluster; returns the CLI result and the run id."""
+        result = self.cli("submit", "init", "--config", str(config or self.config_path()), "--wait", *extra)
+        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{self.logs()}"
+        return result, self.newest_run()
+
+    def newest_run(self) -> str:
+        return str(self.store.list_runs()[0].id)
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        import json
+
+        result = self.cli("status", run_id, "-o", "json")
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    # --- the API, as its users see it ---------------------------------------------------------------
+    def admin_conf(self, node: str = "sb1-cp1") -> dict[str, Any]:
+        return dict(yaml.safe_load((self.node_root(node) / "etc/kubernetes/admin.conf").read_text()))
+
+    def api(self, node: str = "sb1-cp1") -> Any:
+        """An official ``kubernetes`` ApiClient from the node's generated admin.conf (TLS, client cert)."""
+        from kubernetes import config
+
+        return config.new_client_from_config_dict(self.admin_conf(node))
+
+    def objects(self, api: Any) -> dict[ObjectKey, tuple[str, str]]:
+        """Every object of OBJECT_KINDS: (kind, namespace, name) -> (uid, resourceVersion)."""
+        import json
+
+        out: dict[ObjectKey, tuple[str, str]] = {}
+        for kind, path in OBJECT_KINDS.items():
+            response = api.call_api(path, "GET", auth_settings=["BearerToken"], _preload_content=False,
+                                    _request_timeout=30)
+            for item in json.loads(response.data)["items"]:
+                meta = item["metadata"]
+                out[(kind, meta.get("namespace", ""), meta["name"])] = (meta["uid"], meta["resourceVersion"])
+        return out
+
+
+def kubeadm_inventory(objects: dict[ObjectKey, Any]) -> collections.Counter[ObjectKey]:
+    """The objects kubeadm makes, bootstrap token Secrets counted under ``bootstrap-token-*``.
+
+    Left out, as not kubeadm's: Nodes and Pods (the kubelet's), the controller manager's service
+    accounts and the API server's ``default/kubernetes`` Service.
+    """
+    counted: collections.Counter[ObjectKey] = collections.Counter()
+    for kind, ns, name in objects:
+        if kind in ("Node", "Pod") or (kind, ns, name) == ("Service", "default", "kubernetes"):
+            continue
+        if kind == "ServiceAccount" and name not in ("coredns", "kube-proxy"):
+            continue
+        token = kind == "Secret" and name.startswith("bootstrap-token-")
+        counted[(kind, ns, "bootstrap-token-*" if token else name)] += 1
+    return counted
+
+
+# kubeadm-spec 2.15: the API objects of a single-node init with --upload-certs, v1.36.
+KS, KP = "kube-system", "kube-public"
+UPLOAD_CERTS_OBJECTS = collections.Counter({
+    ("Role", KS, "kubeadm:kubeadm-certs"): 1, ("RoleBinding", KS, "kubeadm:kubeadm-certs"): 1,
+    ("Secret", KS, "kubeadm-certs"): 1, ("Secret", KS, "bootstrap-token-*"): 1,
+})
+KUBE_PROXY_OBJECTS = collections.Counter({
+    ("ServiceAccount", KS, "kube-proxy"): 1, ("ClusterRoleBinding", "", "kubeadm:node-proxier"): 1,
+    ("Role", KS, "kube-proxy"): 1, ("RoleBinding", KS, "kube-proxy"): 1, ("ConfigMap", KS, "kube-proxy"): 1,
+    ("DaemonSet", KS, "kube-proxy"): 1,
+})
+SPEC_INVENTORY = UPLOAD_CERTS_OBJECTS + KUBE_PROXY_OBJECTS + collections.Counter({
+    ("ClusterRoleBinding", "", "kubeadm:cluster-admins"): 1,
+    ("ConfigMap", KS, "kubeadm-config"): 1, ("ConfigMap", KS, "kubelet-config"): 1,
+    ("ConfigMap", KS, "coredns"): 1, ("ConfigMap", KP, "cluster-info"): 1,
+    ("Role", KS, "kubeadm:nodes-kubeadm-config"): 1, ("RoleBinding", KS, "kubeadm:nodes-kubeadm-config"): 1,
+    ("Role", KS, "kubeadm:kubelet-config"): 1, ("RoleBinding", KS, "kubeadm:kubelet-config"): 1,
+    ("Role", KP, "kubeadm:bootstrap-signer-clusterinfo"): 1,
+    ("RoleBinding", KP, "kubeadm:bootstrap-signer-clusterinfo"): 1,
+    ("ClusterRole", "", "kubeadm:get-nodes"): 1, ("ClusterRole", "", "system:coredns"): 1,
+    ("ClusterRoleBinding", "", "kubeadm:get-nodes"): 1, ("ClusterRoleBinding", "", "kubeadm:kubelet-bootstrap"): 1,
+    ("ClusterRoleBinding", "", "kubeadm:node-autoapprove-bootstrap"): 1,
+    ("ClusterRoleBinding", "", "kubeadm:node-autoapprove-certificate-rotation"): 1,
+    ("ClusterRoleBinding", "", "kubeadm:apiserver-kubelet-client"): 1,
+    ("ClusterRoleBinding", "", "system:coredns"): 1,
+    ("Secret", KS, "bootstrap-token-*"): 1,  # the default token; the upload-certs one is counted above
+    ("ServiceAccount", KS, "coredns"): 1,
+    ("Deployment", KS, "coredns"): 1, ("Service", KS, "kube-dns"): 1,
+})
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[SandboxCluster]:
+    """A sandbox of this test alone (not yet up): ``sandbox.up("--nodes", "1")``. Always brought down."""
+    with sandbox_addresses():
+        box = SandboxCluster(tmp_path)
+        try:
+            yield box
+        finally:
+            stop_sandbox(box)
+
+
+def stop_sandbox(box: SandboxCluster) -> None:
+    """``sandbox down``, then whatever is left: the test's own processes, the embedded Redis."""
+    if box.is_up:
+        down = box.down()
+        if down.returncode != 0:
+            print(f"sandbox down: {down.stdout}\n{down.stderr}")  # shown with a failing test
+    box.close()
+
+
+@pytest.fixture(scope="session")
+def e2e() -> Any:
+    """The sandbox helpers above for test modules (a conftest is not importable under importlib mode)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        SandboxCluster=SandboxCluster, JoinCommand=JoinCommand, sandbox_addresses=sandbox_addresses,
+        stop_sandbox=stop_sandbox, kubeadm_inventory=kubeadm_inventory, SPEC_INVENTORY=SPEC_INVENTORY,
+        UPLOAD_CERTS_OBJECTS=UPLOAD_CERTS_OBJECTS, KUBE_PROXY_OBJECTS=KUBE_PROXY_OBJECTS,
+        DEADLINE=SANDBOX_DEADLINE,
+    )
