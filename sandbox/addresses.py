@@ -9,8 +9,12 @@ it: nodes and clusters never clash. Whatever a node's manifests bind to ``127.0.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import re
+import time
+from collections.abc import Callable
 
 # 127.77.<cluster>.<node>: far from 127.0.0.1 and from the addresses tests pick by hand (127.0.x.y).
 SANDBOX_PREFIX = (127, 77)
@@ -58,3 +62,63 @@ def map_loopback(text: str, address: str) -> str:
     if not address:
         return text
     return _LOOPBACK_RE.sub(address, text)
+
+
+# --- reserving cluster blocks among sandboxes running side by side --------------------------------
+# Several sandboxes (a demo, test runs, benchmarks) may be up on one machine at once. Each sandbox
+# cluster takes a cluster index (its 127.77.<index>.0/24) by creating a lock file with O_EXCL in a
+# machine-wide directory; `sandbox down` removes its own. A lock is stale, and taken over, when the
+# sandbox directory it names no longer exists or no longer lists that index as running, once it is
+# older than a start-up's grace period.
+RESERVATIONS_DIR = "/tmp/kubeboot-sandbox-addresses"
+_GRACE_SECONDS = 120.0
+
+
+def _lock_path(index: int) -> str:
+    return f"{RESERVATIONS_DIR}/127.{SANDBOX_PREFIX[1]}.{index}"
+
+
+def _stale(path: str, owner_alive: Callable[[str, int], bool], index: int) -> bool:
+    try:
+        with open(path) as fh:
+            owner = fh.read().strip()
+        age = time.time() - os.stat(path).st_mtime
+    except OSError:
+        return False
+    return age > _GRACE_SECONDS and not owner_alive(owner, index)
+
+
+def reserve_cluster_indices(count: int, owner: str, owner_alive: Callable[[str, int], bool]) -> list[int]:
+    """``count`` cluster indices no other live sandbox holds, reserved for the sandbox ``owner``."""
+    os.makedirs(RESERVATIONS_DIR, mode=0o755, exist_ok=True)
+    taken: list[int] = []
+    for index in range(MAX_CLUSTERS):
+        if len(taken) == count:
+            break
+        path = _lock_path(index)
+        if os.path.exists(path) and _stale(path, owner_alive, index):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(owner)
+        taken.append(index)
+    if len(taken) < count:
+        release_cluster_indices(taken, owner)
+        raise RuntimeError(f"no free sandbox address block: {MAX_CLUSTERS} clusters are up on this machine")
+    return taken
+
+
+def release_cluster_indices(indices: list[int], owner: str) -> None:
+    for index in indices:
+        path = _lock_path(index)
+        try:
+            with open(path) as fh:
+                if fh.read().strip() != owner:
+                    continue
+            os.unlink(path)
+        except OSError:
+            continue

@@ -51,6 +51,8 @@ class Sandbox:
     control_pid: int = 0
     nodes: list[SandboxNode] = field(default_factory=list)
     clusters: dict[str, str] = field(default_factory=dict)  # name -> config path
+    # cluster blocks 127.77.<index>.0/24 reserved machine-wide (sandbox.addresses)
+    indices: list[int] = field(default_factory=list)
 
     @classmethod
     def load(cls, directory: Path) -> Sandbox | None:
@@ -59,7 +61,7 @@ class Sandbox:
             return None
         raw = json.loads(path.read_text())
         return cls(dir=raw["dir"], control_pid=raw["control_pid"], clusters=raw["clusters"],
-                   nodes=[SandboxNode(**n) for n in raw["nodes"]])
+                   nodes=[SandboxNode(**n) for n in raw["nodes"]], indices=raw.get("indices", []))
 
     def save(self) -> None:
         path = Path(self.dir) / STATE_FILE
@@ -110,19 +112,21 @@ class SandboxEnv:
         return proc.pid
 
     def up(self, clusters: int, nodes: int, version: str | None) -> Sandbox:
-        from sandbox.addresses import node_address
+        from sandbox.addresses import node_address, reserve_cluster_indices
 
         existing = Sandbox.load(self.dir)
         if existing is not None and any(_alive(n.worker_pid) for n in existing.nodes):
             raise RuntimeError(f"a sandbox is already up in {self.dir}; `kubeboot sandbox down` first")
-        box = Sandbox(dir=str(self.dir))
-        for c in range(clusters):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        box = Sandbox(dir=str(self.dir), indices=reserve_cluster_indices(clusters, str(self.dir), _owner_alive))
+        box.save()
+        for c, index in enumerate(box.indices):
             cluster = f"sb{c + 1}"
             for k in range(1, nodes + 1):
                 name = f"{cluster}-cp1" if k == 1 else f"{cluster}-n{k}"
                 root = self.dir / cluster / name
                 root.mkdir(parents=True, exist_ok=True)
-                box.nodes.append(SandboxNode(name, cluster, node_address(c, k), str(root), f"node.{name}",
+                box.nodes.append(SandboxNode(name, cluster, node_address(index, k), str(root), f"node.{name}",
                                              "control-plane" if k == 1 else "worker"))
             config = self.dir / cluster / "kubeadm.yaml"
             first = box.nodes[-nodes]
@@ -184,4 +188,16 @@ class SandboxEnv:
         left = [p for p in pids if _alive(p)]
         for node in box.nodes:
             left += [p for p in self._kubelet(node).pod_pids().values() if _alive(p)]
+        if not left:
+            from sandbox.addresses import release_cluster_indices
+
+            release_cluster_indices(box.indices, str(self.dir))
         return left
+
+
+def _owner_alive(owner: str, index: int) -> bool:
+    """Whether the sandbox in directory ``owner`` still runs the cluster block ``index``."""
+    box = Sandbox.load(Path(owner))
+    if box is None or index not in box.indices:
+        return False
+    return _alive(box.control_pid) or any(_alive(n.worker_pid) for n in box.nodes)
