@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import subprocess
 import sys
 import sysconfig
@@ -303,36 +302,6 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 # --- sandbox clusters end to end: `kubeboot sandbox up`, `submit init`, the official client ----------
 SANDBOX_DEADLINE = 120.0  # bound of a wait on a sandbox (an init is ~10 s; the host may be busy)
-SANDBOX_LOCK_WAIT = 600.0  # bound of the wait for another test's sandbox to go away
-
-
-@contextlib.contextmanager
-def sandbox_addresses() -> Iterator[None]:
-    """Hold the sandbox address block 127.77.0.0/16 of this machine.
-
-    ``kubeboot sandbox up`` places cluster c's node k on 127.77.<c-1>.<k>, whatever the state dir, so two
-    sandboxes at once (tests on two xdist workers) would fight over the same ports: one at a time.
-    """
-    import fcntl
-    import tempfile
-    import time
-
-    with open(Path(tempfile.gettempdir()) / "kubeboot-sandbox-127.77.lock", "a") as fh:
-        end = time.monotonic() + SANDBOX_LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > end:
-                    pytest.fail(f"another sandbox held 127.77.0.0/16 for more than {SANDBOX_LOCK_WAIT:.0f}s")
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 @dataclass(frozen=True)
 class JoinCommand:
     """What ``submit init --wait`` printed for joining nodes."""
@@ -405,6 +374,10 @@ class SandboxCluster(Engine):
 
     def config_path(self, cluster: str = "sb1") -> Path:
         return Path(self.record()["clusters"][cluster])
+
+    def address(self, node: str = "sb1-cp1") -> str:
+        """The node's loopback address (``sandbox up`` reserves a 127.77.<i>.0/24 block per cluster)."""
+        return str(next(n["address"] for n in self.record()["nodes"] if n["name"] == node))
 
     def node_root(self, node: str = "sb1-cp1") -> Path:
         return Path(next(n["root"] for n in self.record()["nodes"] if n["name"] == node))
@@ -516,12 +489,11 @@ SPEC_INVENTORY = UPLOAD_CERTS_OBJECTS + KUBE_PROXY_OBJECTS + collections.Counter
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[SandboxCluster]:
     """A sandbox of this test alone (not yet up): ``sandbox.up("--nodes", "1")``. Always brought down."""
-    with sandbox_addresses():
-        box = SandboxCluster(tmp_path)
-        try:
-            yield box
-        finally:
-            stop_sandbox(box)
+    box = SandboxCluster(tmp_path)
+    try:
+        yield box
+    finally:
+        stop_sandbox(box)
 
 
 def stop_sandbox(box: SandboxCluster) -> None:
@@ -539,8 +511,8 @@ def e2e() -> Any:
     from types import SimpleNamespace
 
     return SimpleNamespace(
-        SandboxCluster=SandboxCluster, JoinCommand=JoinCommand, sandbox_addresses=sandbox_addresses,
-        stop_sandbox=stop_sandbox, kubeadm_inventory=kubeadm_inventory, SPEC_INVENTORY=SPEC_INVENTORY,
+        SandboxCluster=SandboxCluster, JoinCommand=JoinCommand, stop_sandbox=stop_sandbox,
+        kubeadm_inventory=kubeadm_inventory, SPEC_INVENTORY=SPEC_INVENTORY,
         UPLOAD_CERTS_OBJECTS=UPLOAD_CERTS_OBJECTS, KUBE_PROXY_OBJECTS=KUBE_PROXY_OBJECTS,
         DEADLINE=SANDBOX_DEADLINE,
     )

@@ -23,7 +23,6 @@ from kubernetes import client
 pytestmark = pytest.mark.integration
 
 NODE = "sb1-cp1"
-ADDRESS = "127.77.0.1"
 
 
 def _running(pid: int) -> bool:
@@ -129,9 +128,10 @@ def test_an_api_server_stopped_during_the_api_phases_holds_the_run_until_it_is_b
 
     manifest = box.node_root(NODE) / "etc/kubernetes/manifests/kube-apiserver.yaml"
     parked = tmp_path / "kube-apiserver.yaml"
+    address = box.address(NODE)
     manifest.rename(parked)  # the sandbox kubelet stops the static pod whose manifest is gone
     try:
-        box.wait_for("the API server to stop listening", lambda: _refused(ADDRESS, 6443), deadline=e2e.DEADLINE)
+        box.wait_for("the API server to stop listening", lambda: _refused(address, 6443), deadline=e2e.DEADLINE)
         (barrier / "release").touch()
         box.wait_for("upload-config/kubelet to fail on the missing API server",
                      lambda: bool(box.phase(run_id, "upload-config/kubelet", node=NODE).last_error),

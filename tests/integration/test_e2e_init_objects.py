@@ -36,7 +36,6 @@ pytestmark = [
 ]
 
 NODE = "sb1-cp1"
-ADDRESS = "127.77.0.1"  # cluster sb1, node 1
 RBAC = "rbac.authorization.k8s.io"
 TOKEN_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 KS, KP = "kube-system", "kube-public"
@@ -49,6 +48,7 @@ class Initialised:
     join: Any  # JoinCommand
     run: dict[str, Any]
     api: client.ApiClient
+    address: str  # the node's own loopback address, where its API server listens
 
     @property
     def root(self) -> Path:
@@ -63,15 +63,14 @@ class Initialised:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[Initialised]:
-    with e2e.sandbox_addresses():
-        box = e2e.SandboxCluster(tmp_path_factory.mktemp("e2e-init"))
-        try:
-            box.up("--nodes", "1")
-            result, run_id = box.init("--upload-certs")
-            yield Initialised(box, result.stdout, e2e.JoinCommand.parse(result.stdout), box.status(run_id),
-                              box.api())
-        finally:
-            e2e.stop_sandbox(box)
+    box = e2e.SandboxCluster(tmp_path_factory.mktemp("e2e-init"))
+    try:
+        box.up("--nodes", "1")
+        result, run_id = box.init("--upload-certs")
+        yield Initialised(box, result.stdout, e2e.JoinCommand.parse(result.stdout), box.status(run_id), box.api(),
+                          box.address(NODE))
+    finally:
+        e2e.stop_sandbox(box)
 
 
 def _core(c: Initialised) -> client.CoreV1Api:
@@ -288,7 +287,7 @@ def _detached_jws(kubeconfig: str, token_id: str, token_secret: str) -> str:
 def _anonymous_cluster_info(cluster: Initialised, ca_file: str | None) -> client.V1ConfigMap:
     """GET kube-public/cluster-info with no credentials at all; TLS unchecked unless ``ca_file`` is given."""
     conf = client.Configuration()
-    conf.host = f"https://{ADDRESS}:6443"
+    conf.host = f"https://{cluster.address}:6443"
     conf.verify_ssl = ca_file is not None
     conf.ssl_ca_cert = ca_file
     with client.ApiClient(conf) as api:
@@ -314,7 +313,7 @@ def test_discovery_with_the_printed_token_and_ca_hash_succeeds_as_kubeadm_join_c
     config = yaml.safe_load(kubeconfig)  # 3. CA pinning
     (entry,) = config["clusters"]
     assert entry["name"] == ""
-    assert entry["cluster"]["server"] == f"https://{ADDRESS}:6443"
+    assert entry["cluster"]["server"] == f"https://{cluster.address}:6443"
     assert not config.get("users") and not config.get("contexts")
     ca_pem = base64.b64decode(entry["cluster"]["certificate-authority-data"])
     assert _ca_hash(x509.load_pem_x509_certificate(ca_pem)) == cluster.join.ca_hash
@@ -339,7 +338,7 @@ def test_the_cluster_info_jws_fails_for_a_wrong_secret_and_is_missing_for_the_up
 
 def test_anonymous_reads_cluster_info_and_nothing_else(cluster: Initialised) -> None:
     conf = client.Configuration()
-    conf.host = f"https://{ADDRESS}:6443"
+    conf.host = f"https://{cluster.address}:6443"
     conf.verify_ssl = False
     with client.ApiClient(conf) as api, pytest.raises(ApiException) as denied:
         client.CoreV1Api(api).read_namespaced_config_map("kubeadm-config", KS)
@@ -362,7 +361,7 @@ def test_kubeadm_config_holds_the_cluster_configuration_without_node_data(cluste
     assert set(cm.data) == {"ClusterConfiguration"}
     doc = yaml.safe_load(cm.data["ClusterConfiguration"])
     assert (doc["apiVersion"], doc["kind"]) == ("kubeadm.k8s.io/v1beta4", "ClusterConfiguration")
-    assert (doc["clusterName"], doc["controlPlaneEndpoint"]) == ("sb1", f"{ADDRESS}:6443")
+    assert (doc["clusterName"], doc["controlPlaneEndpoint"]) == ("sb1", f"{cluster.address}:6443")
     assert doc["networking"]["podSubnet"] == "10.244.0.0/16"
     assert not {"bootstrapTokens", "nodeRegistration", "localAPIEndpoint", "certificateKey"} & set(doc)
 
@@ -386,7 +385,7 @@ def test_the_kube_proxy_config_map_points_at_the_cluster_and_the_service_account
     kubeconfig = yaml.safe_load(cm.data["kubeconfig.conf"])
     (entry,) = kubeconfig["clusters"]
     assert entry["cluster"] == {"certificate-authority": "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
-                                "server": f"https://{ADDRESS}:6443"}
+                                "server": f"https://{cluster.address}:6443"}
     (user,) = kubeconfig["users"]
     assert user["user"] == {"tokenFile": "/var/run/secrets/kubernetes.io/serviceaccount/token"}
 

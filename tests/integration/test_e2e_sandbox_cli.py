@@ -11,15 +11,22 @@ from typing import Any
 
 import pytest
 
+from sandbox.addresses import RESERVATIONS_DIR
+
 pytestmark = pytest.mark.integration
 
-# (node, address, queue, role): cluster c's node k lives on 127.77.<c-1>.<k>
+# (node, cluster, node number, queue, role)
 NODES = [
-    ("sb1-cp1", "127.77.0.1", "node.sb1-cp1", "control-plane"),
-    ("sb1-n2", "127.77.0.2", "node.sb1-n2", "worker"),
-    ("sb2-cp1", "127.77.1.1", "node.sb2-cp1", "control-plane"),
-    ("sb2-n2", "127.77.1.2", "node.sb2-n2", "worker"),
+    ("sb1-cp1", 0, 1, "node.sb1-cp1", "control-plane"),
+    ("sb1-n2", 0, 2, "node.sb1-n2", "worker"),
+    ("sb2-cp1", 1, 1, "node.sb2-cp1", "control-plane"),
+    ("sb2-n2", 1, 2, "node.sb2-n2", "worker"),
 ]
+
+
+def _expected(indices: list[int]) -> list[tuple[str, str, str, str]]:
+    """(node, address, queue, role): node k of a cluster lives on 127.77.<its reserved block>.<k>."""
+    return [(name, f"127.77.{indices[c]}.{k}", queue, role) for name, c, k, queue, role in NODES]
 
 
 def _start_ticks(pid: int) -> str | None:
@@ -53,19 +60,22 @@ def _started_with(state_dir: Path) -> set[int]:
 
 def test_sandbox_up_status_and_down_for_two_clusters_of_two_nodes_leave_no_process(sandbox: Any) -> None:
     up = sandbox.up("--nodes", "2", "--clusters", "2")
+    record = sandbox.record()
+    indices = record["indices"]  # blocks reserved machine-wide: other sandboxes may hold the first ones
+    assert len(set(indices)) == 2
+    nodes = _expected(indices)
     printed = {tuple(line.split()[:3]) for line in up.stdout.splitlines()}
-    for name, address, queue, _role in NODES:
+    for name, address, queue, _role in nodes:
         assert (name, address, queue) in printed
     for cluster in ("sb1", "sb2"):
         assert f"kubeboot submit init --config {sandbox.sandbox_dir / cluster / 'kubeadm.yaml'}" in up.stdout
 
-    record = sandbox.record()
-    assert [(n["name"], n["address"], n["queue"], n["role"]) for n in record["nodes"]] == NODES
+    assert [(n["name"], n["address"], n["queue"], n["role"]) for n in record["nodes"]] == nodes
     rows = json.loads(sandbox.cli("sandbox", "status", "-o", "json").stdout)
     assert [(r["node"], r["address"], r["queue"], r["role"], r["worker"], r["kubelet"]) for r in rows] == [
-        (*n, True, True) for n in NODES]
+        (*n, True, True) for n in nodes]
     text = sandbox.cli("sandbox", "status").stdout.splitlines()
-    for name, address, queue, _role in NODES:
+    for name, address, queue, _role in nodes:
         assert [name, address, queue, "up", "up"] in [line.split()[:5] for line in text]
 
     sandbox.init()  # cluster sb1: its first node gets static pods (real etcd, emulated control plane)
@@ -73,7 +83,7 @@ def test_sandbox_up_status_and_down_for_two_clusters_of_two_nodes_leave_no_proce
     assert {k for k in pid_files if "/pods/" in k} == {
         f"sb1/sb1-cp1/var/lib/kubeboot-sandbox/pods/{c}-sb1-cp1/pid"
         for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")}
-    assert len([k for k in pid_files if k.endswith("kubelet.pid")]) == len(NODES)
+    assert len([k for k in pid_files if k.endswith("kubelet.pid")]) == len(nodes)
     recorded = [record["control_pid"], *(n["worker_pid"] for n in record["nodes"]), *pid_files.values()]
     with_env = _started_with(sandbox.state_dir)
     assert set(recorded) < with_env  # the scan sees them all, and more (pool children, the embedded Redis)
@@ -88,3 +98,6 @@ def test_sandbox_up_status_and_down_for_two_clusters_of_two_nodes_leave_no_proce
     assert _started_with(sandbox.state_dir) == set()
     rows = json.loads(sandbox.cli("sandbox", "status", "-o", "json").stdout)
     assert {(r["worker"], r["kubelet"]) for r in rows} == {(False, False)}
+    for index in indices:  # the address blocks are free again
+        reservation = Path(RESERVATIONS_DIR) / f"127.77.{index}"
+        assert not reservation.exists() or reservation.read_text().strip() != str(sandbox.sandbox_dir)
