@@ -43,6 +43,8 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench.node_phases
 	$(BIN)/python -m bench.cli_startup
 	$(BIN)/python -m bench.orchestration
+	$(BIN)/python -m bench.sandbox_node
+	$(BIN)/python -m bench.full_init
 
 # For working on kubeboot itself: an editable install.
 install-dev: $(VENV)/.test-deps
