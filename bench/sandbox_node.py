@@ -229,7 +229,8 @@ class Measured:
     rss: dict[str, float]  # row -> mean KiB per node
     pss: float  # mean KiB per node, every process
     shared_rss: float  # KiB
-    idle_cores: float  # per node
+    idle: dict[str, float]  # row -> idle cores per node
+    idle_cores: float  # per node, every process
     shared_idle_cores: float
 
 
@@ -242,11 +243,11 @@ def measure(svc: Any, state: Path, clusters: int, idle_seconds: float) -> Measur
         time.sleep(SETTLE_SECONDS)
         nodes = [sb.node_processes(n) for n in sb.box.nodes]
         shared = sb.shared_processes()
-        node_pids = [p for procs in nodes for pids in procs.values() for p in pids]
+        by_row = {row: [p for procs in nodes for p in procs.get(row, [])] for row in ROWS}
         shared_pids = [p for pids in shared.values() for p in pids]
-        t0, n0, s0 = time.monotonic(), cpu_ticks(node_pids), cpu_ticks(shared_pids)
+        t0, n0, s0 = time.monotonic(), {r: cpu_ticks(p) for r, p in by_row.items()}, cpu_ticks(shared_pids)
         time.sleep(idle_seconds)
-        t1, n1, s1 = time.monotonic(), cpu_ticks(node_pids), cpu_ticks(shared_pids)
+        t1, n1, s1 = time.monotonic(), {r: cpu_ticks(p) for r, p in by_row.items()}, cpu_ticks(shared_pids)
         tick = os.sysconf("SC_CLK_TCK")
 
         def cores(a: int, b: int) -> float:
@@ -254,7 +255,8 @@ def measure(svc: Any, state: Path, clusters: int, idle_seconds: float) -> Measur
 
         rss = {row: statistics.mean(rss_kib(procs.get(row, [])) for procs in nodes) for row in ROWS}
         pss = statistics.mean(pss_kib([p for pids in procs.values() for p in pids]) for procs in nodes)
-        return Measured(clusters, healthy, whole, rss, pss, rss_kib(shared_pids), cores(n0, n1) / len(nodes),
+        idle = {row: cores(n0[row], n1[row]) / len(nodes) for row in ROWS}
+        return Measured(clusters, healthy, whole, rss, pss, rss_kib(shared_pids), idle, sum(idle.values()),
                         cores(s0, s1))
 
 
@@ -272,9 +274,11 @@ def report(results: list[Measured], available_kib: int) -> None:
     print(f"  {'sum per node':<32}" + "".join(f"{sum(m.rss.values()) / mib:>13.1f}" for m in results))
     print(f"  {'sum per node, PSS':<32}" + "".join(f"{m.pss / mib:>13.1f}" for m in results))
     print(f"  {'shared (control worker, redis)':<32}" + "".join(f"{m.shared_rss / mib:>13.1f}" for m in results))
-    print(f"\nidle CPU (cores)\n{'':<34}{cols}")
-    print(f"  {'per node':<32}" + "".join(f"{m.idle_cores:>13.3f}" for m in results))
-    print(f"  {'shared':<32}" + "".join(f"{m.shared_idle_cores:>13.3f}" for m in results))
+    print(f"\nidle CPU (cores per node)\n{'':<34}{cols}")
+    for row in ROWS:
+        print(f"  {row:<32}" + "".join(f"{m.idle[row]:>13.3f}" for m in results))
+    print(f"  {'sum per node':<32}" + "".join(f"{m.idle_cores:>13.3f}" for m in results))
+    print(f"  {'shared (control worker, redis)':<32}" + "".join(f"{m.shared_idle_cores:>13.3f}" for m in results))
 
     last = results[-1]
     cpus = os.cpu_count() or 1
