@@ -63,6 +63,9 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
     abstract = True
     acks_late = True  # phases are idempotent: a phase whose worker died is delivered again
     reject_on_worker_lost = True  # ... and a killed prefork child's message is requeued at once
+    # Celery's own retry ceiling is off (its default is 3): the run state counts attempts, including
+    # redeliveries Celery does not see, and phase_max_attempts ends a phase that keeps failing.
+    max_retries = None
     ignore_result = True  # ids in, nothing out: later phases read the run state, never results
     typing = True
     phase_path: str = ""
