@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,6 +126,9 @@ class SandboxEnv:
             for k in range(1, nodes + 1):
                 name = f"{cluster}-cp1" if k == 1 else f"{cluster}-n{k}"
                 root = self.dir / cluster / name
+                # A fresh sandbox gets fresh machines: files of an earlier sandbox in this directory
+                # would name its old addresses.
+                shutil.rmtree(root, ignore_errors=True)
                 root.mkdir(parents=True, exist_ok=True)
                 box.nodes.append(SandboxNode(name, cluster, node_address(index, k), str(root), f"node.{name}",
                                              "control-plane" if k == 1 else "worker"))
