@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,21 @@ def _token_secret_names(objects: dict[tuple[str, str, str], Any]) -> list[str]:
     return sorted(n for kind, ns, n in objects if kind == "Secret" and n.startswith("bootstrap-token-"))
 
 
+def _wait_for_signed_cluster_info(api: Any, token_id: str) -> None:
+    """The controller manager's bootstrap signer adds the token's JWS to cluster-info on its own
+    schedule, after the run; snapshots taken before it did would see its write as a change."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        data = core.read_namespaced_config_map("cluster-info", "kube-public").data or {}
+        if f"jws-kubeconfig-{token_id}" in data:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"cluster-info was never signed for token {token_id}")
+
+
 def _attempts(view: dict[str, Any]) -> dict[str, tuple[str, int]]:
     return {p["phase"]: (p["status"], p["attempts"]) for p in view["phases"]}
 
@@ -77,6 +93,7 @@ def test_resume_of_a_finished_run_and_a_second_init_change_no_object_file_token_
     assert (join.token, join.certificate_key) == (TOKEN, CERTIFICATE_KEY)
     api = sandbox.api()
     root = sandbox.node_root(NODE)
+    _wait_for_signed_cluster_info(api, TOKEN.split(".", maxsplit=1)[0])
     objects, files, view = _kubeadm_objects(sandbox, api), _files(root), sandbox.status(run_id)
     ca = (root / "etc/kubernetes/pki/ca.crt").read_bytes()
     token_data = _token(api, "bootstrap-token-e2eid0")
