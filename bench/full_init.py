@@ -81,7 +81,7 @@ def breakdown(ended: Ended) -> Breakdown:
 
 
 def one_round(svc: Any, directory: Any, full_first: bool) -> tuple[Ended, Ended]:
-    from workflows.init_tree import AFTER_LOCAL
+    from kubeboot.workflows.init_tree import AFTER_LOCAL
 
     with Sandbox(svc, directory, 2) as sb:
         runs: dict[str, Ended] = {}

@@ -33,10 +33,10 @@ def config_docs(algorithm: str) -> list[dict[str, object]]:
 
 
 def run_kubeboot(algorithm: str) -> float:
-    from config.loader import build_init_config
-    from tasks.fsutil import NodeFS
-    from tasks.phases.context import NodeContext
-    from workflows.local import plan_init, run_steps
+    from kubeboot.config.loader import build_init_config
+    from kubeboot.tasks.fsutil import NodeFS
+    from kubeboot.tasks.phases.context import NodeContext
+    from kubeboot.workflows.local import plan_init, run_steps
 
     cfg = build_init_config(config_docs(algorithm))  # type: ignore[arg-type]
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,7 +50,7 @@ def run_kubeboot(algorithm: str) -> float:
 
 def run_floor(algorithm: str) -> float:
     """The same cryptographic work with no phase machinery: keys, then signed certificates."""
-    from tasks.pki import CertSpec, build_certificate, cert_to_pem, generate_key, key_to_pem
+    from kubeboot.tasks.pki import CertSpec, build_certificate, cert_to_pem, generate_key, key_to_pem
 
     start = time.perf_counter()
     now = datetime.now(UTC)

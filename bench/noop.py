@@ -18,6 +18,6 @@ def noop(run_id: str, node: str) -> None:
 @shared_task(name="kubeboot.bench.done", ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
 def done(run_id: str) -> None:
     """Last link: tell the benchmark the chain ended."""
-    from tasks import runtime
+    from kubeboot.tasks import runtime
 
     runtime.current().redis.set(DONE_KEY.format(run_id), "1", ex=600)

@@ -64,14 +64,14 @@ class Bench:
         os.environ.update({k: self.env[k] for k in ("KUBEBOOT_STATE_DIR",)})
         os.environ.pop("KUBEBOOT_REDIS_URL", None)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        from workers.services import Services
+        from kubeboot.workers.services import Services
 
         self.svc = Services.connect()
         self.app = self.svc.app()
         self.seq = 0
 
     def start_workers(self) -> None:
-        cli = [sys.executable, "-m", "workers.cli", "worker"]
+        cli = [sys.executable, "-m", "kubeboot.workers.cli", "worker"]
         inc = ["--include", "bench.noop", "--loglevel", "WARNING"]
         log = (self.tmp / "workers.log").open("ab")
         for name, args in {"node": ["node", "--id", NODE, "--root", str(self.root)], "control": ["control"]}.items():
@@ -88,7 +88,7 @@ class Bench:
         raise RuntimeError(f"workers did not start; see {self.tmp / 'workers.log'}")
 
     def stop(self) -> None:
-        from workers.redis_server import EmbeddedRedis
+        from kubeboot.workers.redis_server import EmbeddedRedis
 
         for proc in self.procs.values():
             os.killpg(proc.pid, signal.SIGTERM)
@@ -97,10 +97,10 @@ class Bench:
         EmbeddedRedis(self.svc.settings.state_dir).stop()
 
     def local(self) -> float:
-        from config.loader import build_init_config
-        from tasks.fsutil import NodeFS
-        from tasks.phases.context import NodeContext
-        from workflows.local import plan_init, run_steps
+        from kubeboot.config.loader import build_init_config
+        from kubeboot.tasks.fsutil import NodeFS
+        from kubeboot.tasks.phases.context import NodeContext
+        from kubeboot.workflows.local import plan_init, run_steps
 
         cfg = build_init_config(_docs("local"))  # type: ignore[arg-type]
         with tempfile.TemporaryDirectory() as d:
@@ -110,9 +110,9 @@ class Bench:
             return time.perf_counter() - start
 
     def celery(self) -> tuple[float, int]:
-        from config.loader import build_init_config
-        from workflows.init_tree import AFTER_LOCAL
-        from workflows.runs import submit_init
+        from kubeboot.config.loader import build_init_config
+        from kubeboot.workflows.init_tree import AFTER_LOCAL
+        from kubeboot.workflows.runs import submit_init
 
         shutil.rmtree(self.root, ignore_errors=True)
         self.seq += 1
@@ -137,7 +137,7 @@ class Bench:
         sigs = [self.app.signature("kubeboot.bench.noop", args=(run_id, NODE), immutable=True, queue=f"node.{NODE}")
                 for _ in range(hops - 1)]
         sigs.append(self.app.signature("kubeboot.bench.done", args=(run_id,), immutable=True, queue="control"))
-        from workflows.runs import _declare
+        from kubeboot.workflows.runs import _declare
 
         _declare(self.app, [f"node.{NODE}"])
         start = time.perf_counter()

@@ -107,13 +107,13 @@ def connect(state: Path) -> Any:
     """Services of a private state dir (its own embedded Redis); the sandbox's workers inherit it."""
     os.environ["KUBEBOOT_STATE_DIR"] = str(state)
     os.environ.pop("KUBEBOOT_REDIS_URL", None)
-    from workers.services import Services
+    from kubeboot.workers.services import Services
 
     return Services.connect()
 
 
 def stop_redis(state: Path) -> None:
-    from workers.redis_server import EmbeddedRedis
+    from kubeboot.workers.redis_server import EmbeddedRedis
 
     EmbeddedRedis(state).stop()
 
@@ -138,7 +138,7 @@ class Sandbox:
     """``kubeboot sandbox up`` of ``clusters`` one-node clusters in ``directory``; ``down`` on exit."""
 
     def __init__(self, svc: Any, directory: Path, clusters: int) -> None:
-        from workers.sandbox_env import SandboxEnv
+        from kubeboot.workers.sandbox_env import SandboxEnv
 
         self.svc = svc
         self.app = svc.app()
@@ -169,8 +169,8 @@ class Sandbox:
             print(f"WARNING: sandbox down left processes alive: {left}")
 
     def submit(self, cluster: str, skip: Sequence[str] = ()) -> str:
-        from config.loader import load_init_config
-        from workflows.runs import submit_init
+        from kubeboot.config.loader import load_init_config
+        from kubeboot.workflows.runs import submit_init
 
         cfg = load_init_config(self.box.clusters[cluster])
         sub = submit_init(self.app, self.svc.redis, self.svc.store, self.svc.settings, cfg, skip=list(skip))
@@ -196,7 +196,7 @@ class Sandbox:
         return self.wait([run_id])[run_id]
 
     def kubelet(self, node: Any) -> Any:
-        from sandbox.kubelet.driver import SandboxKubelet
+        from kubeboot.sandbox.kubelet.driver import SandboxKubelet
 
         return SandboxKubelet(node.root, node.name, node.address)
 
@@ -211,7 +211,7 @@ class Sandbox:
         return procs
 
     def shared_processes(self) -> dict[str, list[int]]:
-        from workers.redis_server import EmbeddedRedis
+        from kubeboot.workers.redis_server import EmbeddedRedis
 
         redis_pid = EmbeddedRedis(self.svc.settings.state_dir).pid()
         return {"control worker": [self.box.control_pid, *children(self.box.control_pid)],

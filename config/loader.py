@@ -13,11 +13,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from config import constants as c
-from config.errors import ConfigError
-from config.models import ClusterConfiguration, InitConfiguration
-from config.resolved import InitConfig
-from config.validation import validate_init_config
+from kubeboot.config import constants as c
+from kubeboot.config.errors import ConfigError
+from kubeboot.config.models import ClusterConfiguration, InitConfiguration
+from kubeboot.config.resolved import InitConfig
+from kubeboot.config.validation import validate_init_config
 
 KNOWN_KINDS = {
     "InitConfiguration",
@@ -78,7 +78,7 @@ def _check_api_version(doc: dict[str, Any], kind: str, file: str) -> None:
 
 
 def _split_kinds(docs: list[dict[str, Any]], file: str) -> dict[str, dict[str, Any]]:
-    from config.v1beta3 import convert_documents  # small; only needed for old documents
+    from kubeboot.config.v1beta3 import convert_documents  # small; only needed for old documents
 
     by_kind: dict[str, dict[str, Any]] = {}
     for i, doc in enumerate(docs):

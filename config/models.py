@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from config import constants as c
-from config.duration import parse_duration
-from config.versions import DEFAULT_KUBERNETES_VERSION, Version, profile
+from kubeboot.config import constants as c
+from kubeboot.config.duration import parse_duration
+from kubeboot.config.versions import DEFAULT_KUBERNETES_VERSION, Version, profile
 
 TOKEN_RE = re.compile(r"^([a-z0-9]{6})\.([a-z0-9]{16})$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -17,10 +17,10 @@ from typing import Any, Final
 
 import yaml
 
-from config import constants as c
-from config.models import Timeouts
-from config.resolved import nth_ip
-from config.versions import DEFAULT_KUBERNETES_VERSION
+from kubeboot.config import constants as c
+from kubeboot.config.models import Timeouts
+from kubeboot.config.resolved import nth_ip
+from kubeboot.config.versions import DEFAULT_KUBERNETES_VERSION
 
 PLACEHOLDER_TOKEN: Final = "abcdef.0123456789abcdef"
 PLACEHOLDER_ADVERTISE_ADDRESS: Final = "1.2.3.4"

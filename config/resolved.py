@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from config import constants as c
-from config.duration import parse_duration
-from config.models import ClusterConfiguration, InitConfiguration
-from config.versions import MinorProfile, Version, profile
+from kubeboot.config import constants as c
+from kubeboot.config.duration import parse_duration
+from kubeboot.config.models import ClusterConfiguration, InitConfiguration
+from kubeboot.config.versions import MinorProfile, Version, profile
 
 
 def split_host_port(endpoint: str, default_port: int) -> tuple[str, int]:

@@ -33,8 +33,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config import constants as c
-from config.errors import ConfigError
+from kubeboot.config import constants as c
+from kubeboot.config.errors import ConfigError
 
 ENV_PREFIX = "KUBEBOOT_"
 SECRET_KEY_BYTES = 32  # AES-256

@@ -18,9 +18,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from config import constants as c
-from config.duration import parse_duration
-from config.errors import ConfigError
+from kubeboot.config import constants as c
+from kubeboot.config.duration import parse_duration
+from kubeboot.config.errors import ConfigError
 
 _COMPONENTS = ("apiServer", "controllerManager", "scheduler")
 

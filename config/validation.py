@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from config import constants as c
-from config import fieldchecks as check
-from config.errors import ConfigError
-from config.featuregates import known_feature_gates
-from config.models import Arg, BootstrapToken, ClusterConfiguration, InitConfiguration, NodeRegistration
-from config.phasenames import INIT_PHASE_PATHS
-from config.resolved import InitConfig
+from kubeboot.config import constants as c
+from kubeboot.config import fieldchecks as check
+from kubeboot.config.errors import ConfigError
+from kubeboot.config.featuregates import known_feature_gates
+from kubeboot.config.models import Arg, BootstrapToken, ClusterConfiguration, InitConfiguration, NodeRegistration
+from kubeboot.config.phasenames import INIT_PHASE_PATHS
+from kubeboot.config.resolved import InitConfig
 
 Problem = tuple[str, str, str]  # (document kind, field path, message)
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from config import constants as c
-from config.resolved import InitConfig, is_ip, split_host_port
-from tasks.pki import CLIENT_AUTH, SERVER_AUTH, CertSpec
+from kubeboot.config import constants as c
+from kubeboot.config.resolved import InitConfig, is_ip, split_host_port
+from kubeboot.tasks.pki import CLIENT_AUTH, SERVER_AUTH, CertSpec
 
 Mutator = Callable[[InitConfig, CertSpec], CertSpec]
 

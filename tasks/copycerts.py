@@ -24,8 +24,8 @@ from collections.abc import Mapping
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from config.resolved import InitConfig
-from tasks.fsutil import NodeFS
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks.fsutil import NodeFS
 
 CERTIFICATE_KEY_SIZE = 32  # kubeadm constants.CertificateKeySize: AES-256
 NONCE_SIZE = 12  # Go's cipher.NewGCM standard nonce size

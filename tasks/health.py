@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from tasks import kubeconfig as kc
+from kubeboot.tasks import kubeconfig as kc
 
 DEFAULT_TIMEOUT = 2.0  # seconds per probe: a healthy local component answers in milliseconds
 _BODY_LIMIT = 4096  # health bodies are "ok" or a short check list; never read more

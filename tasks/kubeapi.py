@@ -29,8 +29,8 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from tasks.errors import PermanentError, TemporaryError
-from tasks.retry import api_call_policy
+from kubeboot.tasks.errors import PermanentError, TemporaryError
+from kubeboot.tasks.retry import api_call_policy
 
 __all__ = [
     "ApiException", "api_client", "call", "create_or_retain", "create_or_update", "delete", "ensure",

@@ -25,10 +25,10 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from config import constants as c
-from config.resolved import InitConfig
-from tasks import goyaml
-from tasks.pki import load_cert, load_key, public_key_der
+from kubeboot.config import constants as c
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import goyaml
+from kubeboot.tasks.pki import load_cert, load_key, public_key_der
 
 ServerKind = Literal["cluster", "local", "kubelet"]
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from config import constants as c
+from kubeboot.config import constants as c
 
 KUBELET_SERVICE = "kubelet"
 # systemctl talks to PID 1 over D-Bus; a wedged systemd must not hang a phase forever.

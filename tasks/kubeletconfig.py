@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from config import constants as c
-from config.resolved import InitConfig
-from tasks import goyaml
-from tasks.fsutil import NodeFS
+from kubeboot.config import constants as c
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import goyaml
+from kubeboot.tasks.fsutil import NodeFS
 
 KUBELET_ENV_VAR = "KUBELET_KUBEADM_ARGS"
 SYSTEMD_RESOLV_CONF = "/run/systemd/resolve/resolv.conf"
@@ -139,7 +139,7 @@ def node_kubelet_config(
     """What the node's config.yaml holds, printing kubeadm's ``[patches]`` lines on the way."""
     doc = copy.deepcopy(cluster_doc)
     if cfg.patches_dir:
-        from tasks.patches import apply_patches
+        from kubeboot.tasks.patches import apply_patches
 
         doc = (patcher or apply_patches)(PATCH_TARGET, doc, Path(cfg.patches_dir), out)
     if cfg.profile.node_local_cri_socket:

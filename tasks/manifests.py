@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from config import constants as c
-from config.models import Arg, EnvVar, HostPathMount
-from config.resolved import InitConfig
-from tasks import goyaml
-from tasks.errors import PermanentError
-from tasks.fsutil import NodeFS
-from tasks.patches import apply_patches
+from kubeboot.config import constants as c
+from kubeboot.config.models import Arg, EnvVar, HostPathMount
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import goyaml
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.patches import apply_patches
 
 Pod = dict[str, Any]
 DIR_OR_CREATE = "DirectoryOrCreate"

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from config.constants import KUBEBOOT_NODE_MARKER
-from tasks.fsutil import NodeFS
+from kubeboot.config.constants import KUBEBOOT_NODE_MARKER
+from kubeboot.tasks.fsutil import NodeFS
 
 MARKER_MODE = 0o600
 MARKER_DIR_MODE = 0o700

@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from config import constants as c
-from tasks import smp
-from tasks.errors import PermanentError
+from kubeboot.config import constants as c
+from kubeboot.tasks import smp
+from kubeboot.tasks.errors import PermanentError
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"

@@ -22,15 +22,15 @@ from typing import TYPE_CHECKING, Any
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks import runtime
-from tasks.errors import PermanentError, TemporaryError
-from tasks.fsutil import NodeFS
-from tasks.phases.context import ControlContext, NodeContext, PhaseContext
-from tasks.retry import MAX_ATTEMPTS, backoff
-from tasks.state import InitLock, LockHeldError
+from kubeboot.tasks import runtime
+from kubeboot.tasks.errors import PermanentError, TemporaryError
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases.context import ControlContext, NodeContext, PhaseContext
+from kubeboot.tasks.retry import MAX_ATTEMPTS, backoff
+from kubeboot.tasks.state import InitLock, LockHeldError
 
 if TYPE_CHECKING:
-    from tasks.state import RunStore
+    from kubeboot.tasks.state import RunStore
 
 log = logging.getLogger("kubeboot.phase")
 

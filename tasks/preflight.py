@@ -18,13 +18,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from config import constants as c
-from config.resolved import InitConfig, nth_ip
-from config.versions import SUPPORTED_MINORS
-from tasks.fsutil import NodeFS
-from tasks.hostfacts import HostFacts, proxy_for
-from tasks.nodemarker import read_node_marker
-from tasks.pki import ca_cert_hash, load_cert_or_none
+from kubeboot.config import constants as c
+from kubeboot.config.resolved import InitConfig, nth_ip
+from kubeboot.config.versions import SUPPORTED_MINORS
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.hostfacts import HostFacts, proxy_for
+from kubeboot.tasks.nodemarker import read_node_marker
+from kubeboot.tasks.pki import ca_cert_hash, load_cert_or_none
 
 IPV4_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 IPV6_FORWARDING = "/proc/sys/net/ipv6/conf/default/forwarding"

@@ -15,14 +15,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from config.settings import Settings
+from kubeboot.config.settings import Settings
 
 if TYPE_CHECKING:
     import redis
 
-    from config.resolved import InitConfig
-    from tasks.kubelet import KubeletDriver
-    from tasks.state import RunStore
+    from kubeboot.config.resolved import InitConfig
+    from kubeboot.tasks.kubelet import KubeletDriver
+    from kubeboot.tasks.state import RunStore
 
 ENV_ROLE = "KUBEBOOT_WORKER_ROLE"
 ENV_NODE_ID = "KUBEBOOT_WORKER_NODE_ID"
@@ -53,10 +53,15 @@ class WorkerRuntime:
 
     @classmethod
     def from_env(cls) -> WorkerRuntime:
+        """A spawned child, or a worker started as ``celery -A kubeboot.workers.celery_app worker``."""
+        settings = Settings.from_env()
+        redis_url = os.environ.get(ENV_BROKER) or settings.redis_url
+        if not redis_url:
+            raise RuntimeError(f"{ENV_BROKER} or KUBEBOOT_REDIS_URL must name the run state's Redis")
         return cls(
             role=os.environ.get(ENV_ROLE, "control"),
-            redis_url=os.environ[ENV_BROKER],
-            settings=Settings.from_env(),
+            redis_url=redis_url,
+            settings=settings,
             node_id=os.environ.get(ENV_NODE_ID, ""),
             root=Path(os.environ.get(ENV_ROOT, "/")),
             kubelet_name=os.environ.get(ENV_KUBELET, "none"),
@@ -71,14 +76,14 @@ class WorkerRuntime:
 
     @cached_property
     def store(self) -> RunStore:
-        from tasks.state import RunStore, box_from_settings
+        from kubeboot.tasks.state import RunStore, box_from_settings
 
         return RunStore(self.redis, box_from_settings(self.settings))
 
     def config(self, run_id: str) -> InitConfig:
         """The run's config (decrypted from the run state), cached: a run's config never changes."""
         if run_id not in self._configs:
-            from config.loader import build_init_config
+            from kubeboot.config.loader import build_init_config
 
             docs = self.store.run_config(run_id)
             self._configs[run_id] = build_init_config(docs, f"run {run_id}", fill_node_defaults=False)
@@ -95,7 +100,7 @@ class WorkerRuntime:
 
     @cached_property
     def kubelet(self) -> KubeletDriver | None:
-        from tasks.kubelet import NodeInfo, make_driver
+        from kubeboot.tasks.kubelet import NodeInfo, make_driver
 
         return make_driver(self.kubelet_name, NodeInfo(self.root, self.node_id, self.address))
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
-from config import constants as c
-from config.duration import parse_duration
-from config.models import TOKEN_RE, BootstrapToken
+from kubeboot.config import constants as c
+from kubeboot.config.duration import parse_duration
+from kubeboot.config.models import TOKEN_RE, BootstrapToken
 
 TOKEN_CHARS: Final = "0123456789abcdefghijklmnopqrstuvwxyz"  # cluster-bootstrap validBootstrapTokenChars
 TOKEN_ID_LENGTH: Final = 6

@@ -13,9 +13,9 @@ from celery import Celery
 from celery.app.amqp import AMQP, Queues
 from kombu import Queue
 
-from config.settings import Settings
-from workflows.registry import register_all
-from workflows.routing import CONTROL_QUEUE, is_routed_queue
+from kubeboot.config.settings import Settings
+from kubeboot.workflows.registry import register_all
+from kubeboot.workflows.routing import CONTROL_QUEUE, is_routed_queue
 
 
 class RoutedQueues(Queues):  # type: ignore[misc]
@@ -95,6 +95,29 @@ def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None 
         timezone="UTC",
     )
     register_all()
-    import tasks.phasetask  # noqa: F401 - registers kubeboot.run.finish
+    import kubeboot.tasks.phasetask  # noqa: F401 - registers kubeboot.run.finish
 
     return app
+
+
+def __getattr__(name: str) -> Any:
+    """``celery -A kubeboot.workers.celery_app worker|inspect|...``: the app, built on first use from the
+    environment (``KUBEBOOT_REDIS_URL``, or the embedded Redis). A worker started this way takes its
+    role, node and root from ``KUBEBOOT_WORKER_*`` (``tasks.runtime``); ``kubeboot worker`` sets them."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from kubeboot.workers.services import Services
+
+    svc = Services.connect()
+    app = svc.app([q for q in [_worker_queue()] if q])
+    globals()["app"] = app
+    return app
+
+
+def _worker_queue() -> str:
+    import os
+
+    from kubeboot.workflows.routing import node_queue
+
+    node_id = os.environ.get("KUBEBOOT_WORKER_NODE_ID", "")
+    return node_queue(node_id) if node_id else ""

@@ -57,7 +57,7 @@ def config_print() -> None:
 )
 def print_init_defaults(component_configs: tuple[str, ...]) -> None:
     """Print the default InitConfiguration and ClusterConfiguration, like `kubeadm config print init-defaults`."""
-    from config.printing import init_defaults_yaml
+    from kubeboot.config.printing import init_defaults_yaml
 
     kinds = _split_csv(component_configs)
     try:
@@ -70,8 +70,8 @@ def print_init_defaults(component_configs: tuple[str, ...]) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 def validate(file: str) -> None:
     """Validate FILE; print "ok" or one line naming the document, field and problem (exit 2)."""
-    from config.errors import ConfigError
-    from config.loader import load_init_config
+    from kubeboot.config.errors import ConfigError
+    from kubeboot.config.loader import load_init_config
 
     try:
         load_init_config(file)
@@ -84,8 +84,8 @@ def validate(file: str) -> None:
 
 
 def _phase_tree_help() -> str:
-    from workflows.init_tree import INIT_PHASES
-    from workflows.phase import walk
+    from kubeboot.workflows.init_tree import INIT_PHASES
+    from kubeboot.workflows.phase import walk
 
     lines = ["\b", "PATH is `all` (every phase), `local` (preflight to kubelet-start: what a node does before",
              "its control plane answers) or one of these phases, in the order `all` runs them:"]
@@ -134,7 +134,7 @@ def init_phase(
     upload_certs: bool,
 ) -> None:
     """Run init phase PATH (a phase, a sub-phase such as certs/apiserver, or `all`) on a node root."""
-    from workers.local_run import run_init_phase
+    from kubeboot.workers.local_run import run_init_phase
 
     code, message = run_init_phase(
         path=path,
@@ -152,7 +152,7 @@ def init_phase(
 
 
 def _register_run_commands() -> None:
-    from workers.cli_runs import register
+    from kubeboot.workers.cli_runs import register
 
     register(main)
 

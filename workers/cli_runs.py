@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 if TYPE_CHECKING:
-    from workers.services import Services
+    from kubeboot.workers.services import Services
 
 BAD_INPUT = 2
 FAILED = 1
@@ -26,9 +26,9 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def _services() -> Services:
-    from config.errors import ConfigError
-    from workers.redis_server import EmbeddedRedisError
-    from workers.services import Services
+    from kubeboot.config.errors import ConfigError
+    from kubeboot.workers.redis_server import EmbeddedRedisError
+    from kubeboot.workers.services import Services
 
     try:
         return Services.connect()
@@ -40,7 +40,7 @@ def _services() -> Services:
 
 def _finish(svc: Services, run_id: str, wait: bool, output: str) -> None:
     """Follow the run to its end when ``wait``; print the final view; exit 1 if it failed."""
-    from workers.progress import render_table, status_json, watch
+    from kubeboot.workers.progress import render_table, status_json, watch
 
     status = svc.store.run_status(run_id)
     if wait:
@@ -72,15 +72,15 @@ def submit_group() -> None:
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
 def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bool, wait: bool, output: str) -> None:
     """Bootstrap the first control-plane node of the cluster in FILE (its worker: node.<name>)."""
-    from config.errors import ConfigError
-    from config.loader import load_init_config
-    from workflows.runs import RunRefusedError, submit_init
-    from workflows.selection import UnknownPhaseError
+    from kubeboot.config.errors import ConfigError
+    from kubeboot.config.loader import load_init_config
+    from kubeboot.workflows.runs import RunRefusedError, submit_init
+    from kubeboot.workflows.selection import UnknownPhaseError
 
     skip = [v.strip() for item in skip_phases for v in item.split(",") if v.strip()]
     try:
         cfg = load_init_config(config_file)
-        from workflows.local import plan_init
+        from kubeboot.workflows.local import plan_init
 
         plan_init(cfg, "all", skip)  # bad phase paths are bad input, before anything is recorded
     except (ConfigError, UnknownPhaseError) as e:
@@ -116,7 +116,7 @@ def status(run_id: str, watch: bool, output: str) -> None:
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
 def runs(cluster: str | None, output: str) -> None:
     """List runs, newest first."""
-    from workers.progress import runs_json
+    from kubeboot.workers.progress import runs_json
 
     svc = _services()
     records = svc.store.list_runs(cluster=cluster)
@@ -134,8 +134,8 @@ def runs(cluster: str | None, output: str) -> None:
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
 def resume(run_id: str, wait: bool, output: str) -> None:
     """Continue a failed run from where it stopped: only phases not yet succeeded run again."""
-    from workflows.runs import RunRefusedError
-    from workflows.runs import resume as resume_run
+    from kubeboot.workflows.runs import RunRefusedError
+    from kubeboot.workflows.runs import resume as resume_run
 
     svc = _services()
     try:
@@ -148,8 +148,8 @@ def resume(run_id: str, wait: bool, output: str) -> None:
 
 
 def register(main: click.Group) -> None:
-    from workers.cli_sandbox import sandbox_group
-    from workers.cli_workers import flower, worker_group
+    from kubeboot.workers.cli_sandbox import sandbox_group
+    from kubeboot.workers.cli_workers import flower, worker_group
 
     for cmd in (submit_group, status, runs, resume, worker_group, flower, sandbox_group):
         main.add_command(cmd)

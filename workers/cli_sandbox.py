@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from workers.sandbox_env import SandboxEnv
+    from kubeboot.workers.sandbox_env import SandboxEnv
 
 
 def _env() -> tuple[Path, SandboxEnv]:
-    from workers.cli_runs import _services
-    from workers.sandbox_env import SandboxEnv
+    from kubeboot.workers.cli_runs import _services
+    from kubeboot.workers.sandbox_env import SandboxEnv
 
     svc = _services()
     directory = svc.settings.state_dir / "sandbox"
@@ -77,8 +77,8 @@ def _pod(pod: dict[str, object]) -> str:
 @sandbox_group.command("down")
 def down() -> None:
     """Stop every sandbox process (workers, kubelets and their static pods) and the embedded Redis."""
-    from config.settings import Settings
-    from workers.redis_server import EmbeddedRedis
+    from kubeboot.config.settings import Settings
+    from kubeboot.workers.redis_server import EmbeddedRedis
 
     _, env = _env()
     left = env.down()

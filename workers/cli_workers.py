@@ -22,8 +22,8 @@ _INCLUDE = click.option("--include", "includes", multiple=True, hidden=True, met
 def _register_sandbox_kubelet() -> None:
     """The sandbox's kubelet driver lives outside the production packages; only this entry point
     (the top layer) may bring it in, and only when asked for."""
-    from sandbox.kubelet.driver import SandboxKubelet
-    from tasks.kubelet import NodeInfo, register_driver
+    from kubeboot.sandbox.kubelet.driver import SandboxKubelet
+    from kubeboot.tasks.kubelet import NodeInfo, register_driver
 
     def factory(info: NodeInfo) -> SandboxKubelet:
         return SandboxKubelet(info.root, info.node_name, info.address)
@@ -37,8 +37,8 @@ def _preload_phases(role: str) -> None:
     alone takes ~0.4 s, paid once per control worker child, inside the run)."""
     import importlib
 
-    from workflows.phase import walk
-    from workflows.registry import WORKFLOWS
+    from kubeboot.workflows.phase import walk
+    from kubeboot.workflows.registry import WORKFLOWS
 
     for workflow, roots in WORKFLOWS.items():
         for placed in walk(roots, workflow):
@@ -48,8 +48,8 @@ def _preload_phases(role: str) -> None:
 
 def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, kubelet: str,
                 concurrency: int, loglevel: str, includes: tuple[str, ...] = (), address: str = "") -> None:
-    from tasks.runtime import WorkerRuntime, install
-    from workers.cli_runs import _services
+    from kubeboot.tasks.runtime import WorkerRuntime, install
+    from kubeboot.workers.cli_runs import _services
 
     svc = _services()
     app = svc.app(extra_queues=[queue])
@@ -83,7 +83,7 @@ def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, ku
 def worker_node(worker_id: str, root: str, kubelet: str, address: str, concurrency: int, loglevel: str,
                 includes: tuple[str, ...]) -> None:
     """Serve the node-local phases of node ID (files under --root, the kubelet)."""
-    from workflows.routing import node_queue
+    from kubeboot.workflows.routing import node_queue
 
     _run_worker(role="node", queue=node_queue(worker_id), name=f"node-{worker_id}@{socket.gethostname()}",
                 node_id=worker_id, root=root, kubelet=kubelet, concurrency=concurrency, loglevel=loglevel,
@@ -97,7 +97,7 @@ def worker_node(worker_id: str, root: str, kubelet: str, address: str, concurren
 @_INCLUDE
 def worker_control(concurrency: int, loglevel: str, name: str, includes: tuple[str, ...]) -> None:
     """Serve the control queue: Kubernetes API phases and run bookkeeping."""
-    from workflows.routing import CONTROL_QUEUE
+    from kubeboot.workflows.routing import CONTROL_QUEUE
 
     _run_worker(role="control", queue=CONTROL_QUEUE, name=f"{name}@{socket.gethostname()}", node_id="",
                 root="/", kubelet="none", concurrency=concurrency, loglevel=loglevel, includes=includes)
@@ -109,7 +109,7 @@ def worker_control(concurrency: int, loglevel: str, name: str, includes: tuple[s
 @click.option("--basic-auth", help="user:password[,user:password] (default KUBEBOOT_FLOWER_BASIC_AUTH).")
 def flower(port: int | None, address: str, basic_auth: str | None) -> None:
     """Start Flower on the same broker: every run's phases, live."""
-    from workers.cli_runs import _services
+    from kubeboot.workers.cli_runs import _services
 
     svc = _services()
     app = svc.app()

@@ -23,7 +23,7 @@ def _describe(path: Path) -> str:
     """One line about a produced file: what a kubeadm user would check first."""
     data = path.read_bytes()
     if path.suffix == ".crt":
-        from tasks.pki import load_cert
+        from kubeboot.tasks.pki import load_cert
 
         cert = load_cert(data)
         return (f"{cert.subject.rfc4514_string()}, issued by {cert.issuer.rfc4514_string()}, "
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     port = _free_port(args.flower_port)
     os.environ.update({"KUBEBOOT_STATE_DIR": str(out / "state"), "KUBEBOOT_FLOWER_PORT": str(port)})
     os.environ.pop("KUBEBOOT_REDIS_URL", None)
-    cli = [sys.executable, "-m", "workers.cli"]
-    from workers.sandbox_env import SandboxEnv
+    cli = [sys.executable, "-m", "kubeboot.workers.cli"]
+    from kubeboot.workers.sandbox_env import SandboxEnv
 
     env = SandboxEnv(out / "state" / "sandbox", print)
     flower: subprocess.Popen[bytes] | None = None

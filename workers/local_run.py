@@ -10,18 +10,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tasks.kubelet import KubeletDriver
+    from kubeboot.tasks.kubelet import KubeletDriver
 
 
 def _load(config_file: str | None, node: str | None, patches: str | None) -> object:
-    from config.loader import build_init_config, load_init_config
+    from kubeboot.config.loader import build_init_config, load_init_config
 
     docs_cfg = load_init_config(config_file) if config_file else build_init_config([])
     init = docs_cfg.init
     if node:
         init.nodeRegistration.name = node
     if patches:
-        from config.models import Patches
+        from kubeboot.config.models import Patches
 
         init.patches = Patches(directory=patches)
     return docs_cfg
@@ -43,12 +43,12 @@ def run_init_phase(
     """Run ``path`` against ``root``; (exit code, one-line message) — 0 / 1 failed / 2 bad input."""
     from pydantic import ValidationError
 
-    from config.errors import ConfigError
-    from config.resolved import InitConfig
-    from tasks.fsutil import NodeFS
-    from tasks.phases.context import NodeContext
-    from workflows.local import PhaseFailedError, plan_init, run_steps
-    from workflows.selection import UnknownPhaseError
+    from kubeboot.config.errors import ConfigError
+    from kubeboot.config.resolved import InitConfig
+    from kubeboot.tasks.fsutil import NodeFS
+    from kubeboot.tasks.phases.context import NodeContext
+    from kubeboot.workflows.local import PhaseFailedError, plan_init, run_steps
+    from kubeboot.workflows.selection import UnknownPhaseError
 
     try:
         cfg = _load(config_file, node, patches)
@@ -80,7 +80,7 @@ def run_init_phase(
 
 def _kubelet(name: str) -> KubeletDriver | None:
     if name == "systemd":
-        from tasks.kubelet import SystemdKubelet
+        from kubeboot.tasks.kubelet import SystemdKubelet
 
         return SystemdKubelet()
     return None

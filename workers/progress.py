@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tasks.state import Event, PhaseRecord, RunRecord, RunStore
+    from kubeboot.tasks.state import Event, PhaseRecord, RunRecord, RunStore
 
 MARKS = {"succeeded": "✓", "failed": "✗", "running": "▶", "retrying": "↻", "skipped": "-", "pending": "·"}
 FINAL = ("succeeded", "failed")

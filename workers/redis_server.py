@@ -37,8 +37,8 @@ from pathlib import Path
 
 import redis
 
-from config import constants as c
-from config.settings import Settings
+from kubeboot.config import constants as c
+from kubeboot.config.settings import Settings
 
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on macOS, including the NUL
 

@@ -103,7 +103,7 @@ class SandboxEnv:
         self.dir = directory
         self.out = out
         self.logs = directory / "logs"
-        self.cli = [sys.executable, "-m", "workers.cli"]
+        self.cli = [sys.executable, "-m", "kubeboot.workers.cli"]
 
     def _spawn(self, name: str, args: list[str]) -> int:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ class SandboxEnv:
         return proc.pid
 
     def up(self, clusters: int, nodes: int, version: str | None) -> Sandbox:
-        from sandbox.addresses import node_address, reserve_cluster_indices
+        from kubeboot.sandbox.addresses import node_address, reserve_cluster_indices
 
         existing = Sandbox.load(self.dir)
         if existing is not None and any(_alive(n.worker_pid) for n in existing.nodes):
@@ -152,7 +152,7 @@ class SandboxEnv:
         return box
 
     def _kubelet(self, node: SandboxNode) -> Any:
-        from sandbox.kubelet.driver import SandboxKubelet
+        from kubeboot.sandbox.kubelet.driver import SandboxKubelet
 
         return SandboxKubelet(node.root, node.name, node.address)
 
@@ -193,7 +193,7 @@ class SandboxEnv:
         for node in box.nodes:
             left += [p for p in self._kubelet(node).pod_pids().values() if _alive(p)]
         if not left:
-            from sandbox.addresses import release_cluster_indices
+            from kubeboot.sandbox.addresses import release_cluster_indices
 
             release_cluster_indices(box.indices, str(self.dir))
         return left

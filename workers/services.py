@@ -11,8 +11,8 @@ if TYPE_CHECKING:
     import redis
     from celery import Celery
 
-    from config.settings import Settings
-    from tasks.state import RunStore
+    from kubeboot.config.settings import Settings
+    from kubeboot.tasks.state import RunStore
 
 
 @dataclass
@@ -24,8 +24,8 @@ class Services:
     def connect(cls, *, start_embedded: bool = True) -> Services:
         """Settings from the environment; the Redis URL from KUBEBOOT_REDIS_URL or the embedded
         server (started if needed and ``start_embedded``)."""
-        from config.settings import Settings
-        from workers.redis_server import EmbeddedRedis
+        from kubeboot.config.settings import Settings
+        from kubeboot.workers.redis_server import EmbeddedRedis
 
         settings = Settings.from_env()
         if settings.redis_url:
@@ -42,12 +42,12 @@ class Services:
 
     @cached_property
     def store(self) -> RunStore:
-        from tasks.state import RunStore, box_from_settings
+        from kubeboot.tasks.state import RunStore, box_from_settings
 
         return RunStore(self.redis, box_from_settings(self.settings))
 
     def app(self, extra_queues: list[str] | None = None) -> Celery:
-        from workers.celery_app import make_app
+        from kubeboot.workers.celery_app import make_app
 
         return make_app(self.redis_url, self.settings, extra_queues)
 

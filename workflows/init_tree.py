@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from workflows.phase import Phase
+from kubeboot.workflows.phase import Phase
 
 if TYPE_CHECKING:
-    from config.resolved import InitConfig
+    from kubeboot.config.resolved import InitConfig
 
 
 def _local_etcd(cfg: InitConfig) -> bool:
@@ -19,7 +19,7 @@ def _local_etcd(cfg: InitConfig) -> bool:
 
 _EXT = "external etcd is configured"
 
-_CERTS = "tasks.phases.certs"
+_CERTS = "kubeboot.tasks.phases.certs"
 
 
 def _cert(name: str, help_: str, *, etcd: bool = False) -> Phase:
@@ -54,7 +54,7 @@ CERTS = Phase(
     ),
 )
 
-_KCFG = "tasks.phases.kubeconfig"
+_KCFG = "kubeboot.tasks.phases.kubeconfig"
 
 
 def _kubeconfig(name: str, help_: str) -> Phase:
@@ -80,11 +80,11 @@ ETCD = Phase(
     "Generate static Pod manifest file for local etcd",
     children=(
         Phase("local", "Generate the static Pod manifest file for a local, single-node local etcd instance",
-              action="tasks.phases.etcd:run_etcd_local", condition=_local_etcd, skip_reason=_EXT),
+              action="kubeboot.tasks.phases.etcd:run_etcd_local", condition=_local_etcd, skip_reason=_EXT),
     ),
 )
 
-_CP = "tasks.phases.controlplane"
+_CP = "kubeboot.tasks.phases.controlplane"
 CONTROL_PLANE = Phase(
     "control-plane",
     "Generate all static Pod manifest files necessary to establish the control plane",
@@ -107,8 +107,8 @@ def _proxy_enabled(cfg: InitConfig) -> bool:
     return not cfg.cluster.proxy.disabled
 
 
-_UC = "tasks.phases.uploadconfig"
-_ADD = "tasks.phases.addons"
+_UC = "kubeboot.tasks.phases.uploadconfig"
+_ADD = "kubeboot.tasks.phases.addons"
 
 UPLOAD_CONFIG = Phase(
     "upload-config",
@@ -150,27 +150,28 @@ AFTER_LOCAL = ("wait-control-plane", "upload-config", "upload-certs", "mark-cont
 UPLOAD_CERTS = "upload-certs"
 
 INIT_PHASES: tuple[Phase, ...] = (
-    Phase("preflight", "Run pre-flight checks", action="tasks.phases.preflight:run_preflight"),
+    Phase("preflight", "Run pre-flight checks", action="kubeboot.tasks.phases.preflight:run_preflight"),
     CERTS,
     KUBECONFIG,
     ETCD,
     CONTROL_PLANE,
     Phase("kubelet-start", "Write kubelet settings and (re)start the kubelet",
-          action="tasks.phases.kubeletstart:run_kubelet_start"),
+          action="kubeboot.tasks.phases.kubeletstart:run_kubelet_start"),
     Phase("wait-control-plane", "Wait for the control plane to start",
-          action="tasks.phases.waitcp:run_wait_control_plane", max_attempts=WAIT_MAX_ATTEMPTS),
+          action="kubeboot.tasks.phases.waitcp:run_wait_control_plane", max_attempts=WAIT_MAX_ATTEMPTS),
     UPLOAD_CONFIG,
-    Phase(UPLOAD_CERTS, "Upload certificates to kubeadm-certs", action="tasks.phases.uploadcerts:run_upload_certs"),
+    Phase(UPLOAD_CERTS, "Upload certificates to kubeadm-certs",
+          action="kubeboot.tasks.phases.uploadcerts:run_upload_certs"),
     Phase("mark-control-plane", "Mark a node as a control-plane", target="control",
-          action="tasks.phases.markcontrolplane:run_mark_control_plane"),
+          action="kubeboot.tasks.phases.markcontrolplane:run_mark_control_plane"),
     Phase("bootstrap-token", "Generates bootstrap tokens used to join a node to a cluster", target="control",
-          action="tasks.phases.bootstraptoken:run_bootstrap_token"),
+          action="kubeboot.tasks.phases.bootstraptoken:run_bootstrap_token"),
     Phase("kubelet-finalize", "Updates settings relevant to the kubelet after TLS bootstrap",
           children=(
               Phase("enable-client-cert-rotation", "Enable kubelet client certificate rotation",
-                    action="tasks.phases.kubeletfinalize:run_kubelet_finalize"),
+                    action="kubeboot.tasks.phases.kubeletfinalize:run_kubelet_finalize"),
           )),
     ADDON,
     Phase("show-join-command", "Show the join command for control-plane and worker node", target="control",
-          action="tasks.phases.showjoin:run_show_join_command"),
+          action="kubeboot.tasks.phases.showjoin:run_show_join_command"),
 )

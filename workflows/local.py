@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from workflows.init_tree import INIT_PHASES, LOCAL_PHASES, UPLOAD_CERTS
-from workflows.selection import Step, select
+from kubeboot.workflows.init_tree import INIT_PHASES, LOCAL_PHASES, UPLOAD_CERTS
+from kubeboot.workflows.selection import Step, select
 
 if TYPE_CHECKING:
-    from config.resolved import InitConfig
-    from tasks.phases.context import NodeContext, PhaseContext
+    from kubeboot.config.resolved import InitConfig
+    from kubeboot.tasks.phases.context import NodeContext, PhaseContext
 
 
 LOCAL = "local"  # the target that runs LOCAL_PHASES
@@ -71,8 +71,8 @@ def run_steps(
 def _run_with_retries(step: Step, ctx: PhaseContext) -> None:
     """Run one phase; a TemporaryError waits its delay and tries again, as the task's retry would,
     up to the phase's attempt ceiling."""
-    from tasks.errors import PhaseError, TemporaryError
-    from tasks.retry import MAX_ATTEMPTS, backoff
+    from kubeboot.tasks.errors import PhaseError, TemporaryError
+    from kubeboot.tasks.retry import MAX_ATTEMPTS, backoff
 
     fn = step.placed.phase.resolve()
     ceiling = step.placed.phase.max_attempts or MAX_ATTEMPTS
@@ -93,8 +93,8 @@ def _context_for(step: Step, ctx: NodeContext) -> PhaseContext:
     the admin kubeconfigs the node holds stand in for what the kubeconfig phase would have shared."""
     if step.placed.phase.target != "control":
         return ctx
-    from config import constants as c
-    from tasks.phases.context import ControlContext
+    from kubeboot.config import constants as c
+    from kubeboot.tasks.phases.context import ControlContext
 
     for name in (c.ADMIN_CONF, c.SUPER_ADMIN_CONF):
         data = ctx.fs.read_bytes(f"{c.KUBERNETES_DIR}/{name}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from config.resolved import InitConfig
+    from kubeboot.config.resolved import InitConfig
 
 Target = Literal["node", "control"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from functools import cache
 
-from workflows.init_tree import INIT_PHASES
-from workflows.phase import walk
+from kubeboot.workflows.init_tree import INIT_PHASES
+from kubeboot.workflows.phase import walk
 
 WORKFLOWS = {"init": INIT_PHASES}
 
@@ -17,7 +17,7 @@ WORKFLOWS = {"init": INIT_PHASES}
 @cache
 def register_all() -> list[str]:
     """Register every phase task (once per process); returns the task names."""
-    from tasks.phasetask import register_phase_task
+    from kubeboot.tasks.phasetask import register_phase_task
 
     names: list[str] = []
     for workflow, roots in WORKFLOWS.items():

@@ -11,17 +11,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from workflows.local import plan_init
-from workflows.routing import node_queue, queue_for
-from workflows.selection import Step
+from kubeboot.workflows.local import plan_init
+from kubeboot.workflows.routing import node_queue, queue_for
+from kubeboot.workflows.selection import Step
 
 if TYPE_CHECKING:
     import redis
     from celery import Celery
 
-    from config.resolved import InitConfig
-    from config.settings import Settings
-    from tasks.state import RunRecord, RunStore
+    from kubeboot.config.resolved import InitConfig
+    from kubeboot.config.settings import Settings
+    from kubeboot.tasks.state import RunRecord, RunStore
 
 FINISH_TASK = "kubeboot.run.finish"
 
@@ -39,7 +39,7 @@ class Submitted:
 
 def config_documents(cfg: InitConfig) -> list[dict[str, Any]]:
     """The resolved config as kubeadm documents (node name and address filled in)."""
-    from config.models import dump
+    from kubeboot.config.models import dump
 
     docs: list[dict[str, Any]] = [dump(cfg.init), dump(cfg.cluster)]
     if cfg.kubelet:
@@ -56,7 +56,7 @@ def _chain(app: Celery, run_id: str, steps: list[tuple[str, Step]], worker_ids: 
     for node, step in steps:
         queue = queue_for(step.placed.phase.target, worker_ids[node])
         sigs.append(app.signature(step.placed.task_name, args=(run_id, node), immutable=True, queue=queue))
-    from workflows.routing import CONTROL_QUEUE
+    from kubeboot.workflows.routing import CONTROL_QUEUE
 
     sigs.append(app.signature(FINISH_TASK, args=(run_id,), immutable=True, queue=CONTROL_QUEUE))
     return chain(*sigs)
@@ -73,8 +73,8 @@ def _declare(app: Celery, queues: list[str]) -> None:
 def submit_init(app: Celery, client: redis.Redis, store: RunStore, settings: Settings, cfg: InitConfig,
                 *, skip: list[str] | None = None, upload_certs: bool = False) -> Submitted:
     """Record a new init run of ``cfg``'s first control-plane node and send its chain."""
-    from tasks.state import InitLock, LockHeldError
-    from tasks.state.store import new_run_id
+    from kubeboot.tasks.state import InitLock, LockHeldError
+    from kubeboot.tasks.state.store import new_run_id
 
     node = cfg.node_name
     worker_ids = {node: node}
@@ -104,7 +104,7 @@ def submit_init(app: Celery, client: redis.Redis, store: RunStore, settings: Set
 
 def resume(app: Celery, client: redis.Redis, store: RunStore, settings: Settings, run_id: str) -> RunRecord:
     """Send again every phase of ``run_id`` that has not succeeded (nor been skipped)."""
-    from tasks.state import InitLock, LockHeldError
+    from kubeboot.tasks.state import InitLock, LockHeldError
 
     run = store.get_run(run_id)
     if run is None:
@@ -132,6 +132,6 @@ def resume(app: Celery, client: redis.Redis, store: RunStore, settings: Settings
 
 
 def _config(store: RunStore, run_id: str) -> InitConfig:
-    from config.loader import build_init_config
+    from kubeboot.config.loader import build_init_config
 
     return build_init_config(store.run_config(run_id), f"run {run_id}", fill_node_defaults=False)

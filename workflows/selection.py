@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from workflows.phase import Phase, PlacedPhase, walk
+from kubeboot.workflows.phase import Phase, PlacedPhase, walk
 
 if TYPE_CHECKING:
-    from config.resolved import InitConfig
+    from kubeboot.config.resolved import InitConfig
 
 
 class UnknownPhaseError(ValueError):

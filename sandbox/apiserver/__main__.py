@@ -1,4 +1,4 @@
-"""``python -m sandbox.apiserver --advertise-address=... --secure-port=... ...``: the emulated kube-apiserver.
+"""``python -m kubeboot.sandbox.apiserver --advertise-address=... --secure-port=... ...``: the emulated kube-apiserver.
 
 Reads: its flags (the generated manifest's, paths and addresses already mapped by the sandbox kubelet);
 env ``KUBEBOOT_SANDBOX_DIR`` (the node's sandbox state directory). Writes: objects to
@@ -16,9 +16,9 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from sandbox.apiserver import flags as flagmod
-from sandbox.apiserver.server import ApiServer, log
-from sandbox.apiserver.store import Store
+from kubeboot.sandbox.apiserver import flags as flagmod
+from kubeboot.sandbox.apiserver.server import ApiServer, log
+from kubeboot.sandbox.apiserver.store import Store
 
 SANDBOX_DIR_ENV = "KUBEBOOT_SANDBOX_DIR"
 STORE_FILE = "apiserver/store.sqlite3"

@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sandbox.apiserver.flags import ApiServerFlags
-from sandbox.apiserver.types import ObjectReader, UserInfo
+from kubeboot.sandbox.apiserver.flags import ApiServerFlags
+from kubeboot.sandbox.apiserver.types import ObjectReader, UserInfo
 
 AUTHENTICATED = "system:authenticated"
 ANONYMOUS = UserInfo("system:anonymous", ("system:unauthenticated",))

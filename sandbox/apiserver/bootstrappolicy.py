@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from sandbox.apiserver.types import ObjectReader
+from kubeboot.sandbox.apiserver.types import ObjectReader
 
 DATA_FILE = "kubernetes-default-rbac-v1.28.yaml"
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -42,7 +42,7 @@ Rule = dict[str, Any]
 
 @functools.cache
 def _defaults_by_resource() -> dict[str, dict[tuple[str, str], Obj]]:
-    text = resources.files("sandbox").joinpath("data", DATA_FILE).read_text(encoding="utf-8")
+    text = resources.files("kubeboot.sandbox").joinpath("data", DATA_FILE).read_text(encoding="utf-8")
     table: dict[str, dict[tuple[str, str], Obj]] = {resource: {} for resource in _RESOURCE_OF_KIND.values()}
     for doc in yaml.safe_load_all(text):
         if not doc:

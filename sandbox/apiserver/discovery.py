@@ -11,7 +11,7 @@ import os
 import re
 from typing import Any
 
-from sandbox.apiserver.resources import RESOURCES, ResourceType, group_versions
+from kubeboot.sandbox.apiserver.resources import RESOURCES, ResourceType, group_versions
 
 DEFAULT_VERSION = "v1.36.1"
 VERSION_ENV = "KUBEBOOT_SANDBOX_VERSION"

@@ -15,11 +15,11 @@ from typing import Any
 
 from cryptography import x509
 
-from sandbox.apiserver import errors
-from sandbox.apiserver.errors import FieldError, Raw
-from sandbox.apiserver.resources import ResourceType
-from sandbox.apiserver.store import Store, namespace_object, now_rfc3339
-from sandbox.apiserver.types import UserInfo
+from kubeboot.sandbox.apiserver import errors
+from kubeboot.sandbox.apiserver.errors import FieldError, Raw
+from kubeboot.sandbox.apiserver.resources import ResourceType
+from kubeboot.sandbox.apiserver.store import Store, namespace_object, now_rfc3339
+from kubeboot.sandbox.apiserver.types import UserInfo
 
 Obj = dict[str, Any]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sandbox.apiserver import errors
-from sandbox.apiserver.errors import FieldError
+from kubeboot.sandbox.apiserver import errors
+from kubeboot.sandbox.apiserver.errors import FieldError
 
 _LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN = rf"{_LABEL}(\.{_LABEL})*"

@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sandbox.apiserver import bootstrappolicy
-from sandbox.apiserver.rbac import rules_allow
-from sandbox.apiserver.types import ObjectReader, RequestAttributes, UserInfo
+from kubeboot.sandbox.apiserver import bootstrappolicy
+from kubeboot.sandbox.apiserver.rbac import rules_allow
+from kubeboot.sandbox.apiserver.types import ObjectReader, RequestAttributes, UserInfo
 
 NODE_USER_PREFIX = "system:node:"
 NODES_GROUP = "system:nodes"

@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sandbox.apiserver import bootstrappolicy
-from sandbox.apiserver.types import Authorizer, ObjectReader, RequestAttributes, UserInfo
+from kubeboot.sandbox.apiserver import bootstrappolicy
+from kubeboot.sandbox.apiserver.types import Authorizer, ObjectReader, RequestAttributes, UserInfo
 
 Rule = dict[str, Any]
 SYSTEM_PRIVILEGED_GROUP = "system:masters"
@@ -209,7 +209,7 @@ def union(*authorizers: Authorizer) -> Authorizer:
 
 def build_authorizer(modes: str | Sequence[str], reader: ObjectReader) -> Authorizer:
     """The chain of a kube-apiserver started with --authorization-mode=<modes> (e.g. "Node,RBAC")."""
-    from sandbox.apiserver.nodeauth import NodeAuthorizer  # nodeauth uses this module's rule matching
+    from kubeboot.sandbox.apiserver.nodeauth import NodeAuthorizer  # nodeauth uses this module's rule matching
 
     names = [m.strip() for m in modes.split(",")] if isinstance(modes, str) else list(modes)
     if not [name for name in names if name]:

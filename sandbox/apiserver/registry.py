@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sandbox.apiserver import errors, kinds, selectors
-from sandbox.apiserver.kinds import HookContext, Network
-from sandbox.apiserver.resources import ResourceType
-from sandbox.apiserver.store import Store
-from sandbox.apiserver.types import Authorizer, RequestAttributes, UserInfo
-from tasks import patches, smp
+from kubeboot.sandbox.apiserver import errors, kinds, selectors
+from kubeboot.sandbox.apiserver.kinds import HookContext, Network
+from kubeboot.sandbox.apiserver.resources import ResourceType
+from kubeboot.sandbox.apiserver.store import Store
+from kubeboot.sandbox.apiserver.types import Authorizer, RequestAttributes, UserInfo
+from kubeboot.tasks import patches, smp
 
 Obj = dict[str, Any]
 APPLY_PATCH = ("application/apply-patch+yaml", "application/apply-patch+cbor")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks import smp
-from tasks.smp import MergeList
+from kubeboot.tasks import smp
+from kubeboot.tasks.smp import MergeList
 
 CRUD = ("create", "delete", "get", "list", "patch", "update")
 SUB_VERBS = ("get", "patch", "update")

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from sandbox.apiserver import discovery, errors
-from sandbox.apiserver.resources import ResourceType, lookup
+from kubeboot.sandbox.apiserver import discovery, errors
+from kubeboot.sandbox.apiserver.resources import ResourceType, lookup
 
 HEALTH_CHECKS = {
     "livez": ("ping", "log", "etcd", "poststarthook/start-apiserver-admission-initializer",

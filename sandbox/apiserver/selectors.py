@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from sandbox.apiserver import errors
+from kubeboot.sandbox.apiserver import errors
 
 Match = Callable[[dict[str, Any]], bool]
 

@@ -17,13 +17,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sandbox.apiserver import errors, routes
-from sandbox.apiserver.authn import Authenticator, AuthError
-from sandbox.apiserver.flags import ApiServerFlags, FlagError
-from sandbox.apiserver.registry import Registry
-from sandbox.apiserver.resources import BY_KEY
-from sandbox.apiserver.store import Store
-from sandbox.apiserver.types import Authorizer, ObjectReader, RequestAttributes, UserInfo
+from kubeboot.sandbox.apiserver import errors, routes
+from kubeboot.sandbox.apiserver.authn import Authenticator, AuthError
+from kubeboot.sandbox.apiserver.flags import ApiServerFlags, FlagError
+from kubeboot.sandbox.apiserver.registry import Registry
+from kubeboot.sandbox.apiserver.resources import BY_KEY
+from kubeboot.sandbox.apiserver.store import Store
+from kubeboot.sandbox.apiserver.types import Authorizer, ObjectReader, RequestAttributes, UserInfo
 
 MASTERS = "system:masters"
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
@@ -48,7 +48,7 @@ class _MastersOnly:
 
 def build_authorizer(modes: list[str], reader: ObjectReader) -> Authorizer:
     try:
-        from sandbox.apiserver import rbac
+        from kubeboot.sandbox.apiserver import rbac
     except ImportError:
         return _MastersOnly()
     return rbac.build_authorizer(modes, reader)

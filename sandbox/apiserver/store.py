@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sandbox.apiserver import errors, names
+from kubeboot.sandbox.apiserver import errors, names
 
 NAMESPACES = "/namespaces"
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")

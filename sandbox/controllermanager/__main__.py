@@ -1,7 +1,7 @@
-"""``python -m sandbox.controllermanager <kube-controller-manager flags>``."""
+"""``python -m kubeboot.sandbox.controllermanager <kube-controller-manager flags>``."""
 
 import sys
 
-from sandbox.controllermanager.manager import main
+from kubeboot.sandbox.controllermanager.manager import main
 
 sys.exit(main())

@@ -15,10 +15,10 @@ from typing import Any
 import kubernetes.client as k8s
 from kubernetes.client.rest import ApiException
 
-from sandbox import jws
-from sandbox.controllermanager import bootstraptokens as bt
-from sandbox.controllermanager.base import Controller
-from sandbox.controllermanager.client import NAMESPACE, body, items
+from kubeboot.sandbox import jws
+from kubeboot.sandbox.controllermanager import bootstraptokens as bt
+from kubeboot.sandbox.controllermanager.base import Controller
+from kubeboot.sandbox.controllermanager.client import NAMESPACE, body, items
 
 PUBLIC_NAMESPACE = "kube-public"
 CLUSTER_INFO = "cluster-info"

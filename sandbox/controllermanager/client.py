@@ -23,8 +23,8 @@ from typing import Any
 import kubernetes.client as k8s
 from kubernetes.client.rest import ApiException
 
-from sandbox.controllermanager.satokens import TokenSource
-from tasks import kubeconfig as kc
+from kubeboot.sandbox.controllermanager.satokens import TokenSource
+from kubeboot.tasks import kubeconfig as kc
 
 NAMESPACE = "kube-system"
 

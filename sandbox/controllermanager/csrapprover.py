@@ -16,9 +16,9 @@ from typing import Any
 import kubernetes.client as k8s
 from kubernetes.client.rest import ApiException
 
-from sandbox.controllermanager import csrs
-from sandbox.controllermanager.base import Controller
-from sandbox.controllermanager.client import body, items
+from kubeboot.sandbox.controllermanager import csrs
+from kubeboot.sandbox.controllermanager.base import Controller
+from kubeboot.sandbox.controllermanager.client import body, items
 
 SELF_NODE_CLIENT = ("selfnodeclient", "Auto approving self kubelet client certificate after SubjectAccessReview.")
 NODE_CLIENT = ("nodeclient", "Auto approving kubelet client certificate after SubjectAccessReview.")

@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID as Eku
 from kubernetes.client.rest import ApiException
 
-from sandbox.controllermanager import csrs
-from sandbox.controllermanager.base import Controller
-from sandbox.controllermanager.client import items
-from tasks import pki
+from kubeboot.sandbox.controllermanager import csrs
+from kubeboot.sandbox.controllermanager.base import Controller
+from kubeboot.sandbox.controllermanager.client import items
+from kubeboot.tasks import pki
 
 DEFAULT_DURATION = timedelta(hours=8760)  # --cluster-signing-duration default
 BACKDATE = timedelta(minutes=5)

@@ -16,8 +16,8 @@ from typing import Any
 import kubernetes.client as k8s
 from kubernetes.client.rest import ApiException
 
-from sandbox.controllermanager.base import Controller
-from sandbox.controllermanager.client import request
+from kubeboot.sandbox.controllermanager.base import Controller
+from kubeboot.sandbox.controllermanager.client import request
 
 
 @dataclass(frozen=True)

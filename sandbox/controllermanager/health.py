@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tasks import pki
+from kubeboot.tasks import pki
 
 HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
 Check = Callable[[], str | None]  # None when healthy, else the reason

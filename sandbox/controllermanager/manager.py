@@ -22,16 +22,16 @@ from pathlib import Path
 
 import kubernetes.client as k8s
 
-from sandbox.controllermanager import base, client, health, klog
-from sandbox.controllermanager.base import Controller
-from sandbox.controllermanager.bootstrapsigner import BootstrapSigner
-from sandbox.controllermanager.csrapprover import CSRApprover
-from sandbox.controllermanager.csrsigner import DEFAULT_DURATION, CSRSigner
-from sandbox.controllermanager.flags import Flags, enabled, parse_duration
-from sandbox.controllermanager.gc import GarbageCollector
-from sandbox.controllermanager.satokens import TokenSource
-from sandbox.controllermanager.tokencleaner import TokenCleaner
-from tasks import pki
+from kubeboot.sandbox.controllermanager import base, client, health, klog
+from kubeboot.sandbox.controllermanager.base import Controller
+from kubeboot.sandbox.controllermanager.bootstrapsigner import BootstrapSigner
+from kubeboot.sandbox.controllermanager.csrapprover import CSRApprover
+from kubeboot.sandbox.controllermanager.csrsigner import DEFAULT_DURATION, CSRSigner
+from kubeboot.sandbox.controllermanager.flags import Flags, enabled, parse_duration
+from kubeboot.sandbox.controllermanager.gc import GarbageCollector
+from kubeboot.sandbox.controllermanager.satokens import TokenSource
+from kubeboot.sandbox.controllermanager.tokencleaner import TokenCleaner
+from kubeboot.tasks import pki
 
 KCM_PORT = 10257
 log = logging.getLogger("controllermanager")

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from sandbox.jws import b64url
-from tasks.pki import PrivateKey, public_key_der
+from kubeboot.sandbox.jws import b64url
+from kubeboot.tasks.pki import PrivateKey, public_key_der
 
 LEGACY_ISSUER = "kubernetes/serviceaccount"
 TOKEN_LIFETIME = 3600

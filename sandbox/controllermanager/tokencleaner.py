@@ -13,9 +13,9 @@ from typing import Any
 import kubernetes.client as k8s
 from kubernetes.client.rest import ApiException
 
-from sandbox.controllermanager import bootstraptokens as bt
-from sandbox.controllermanager.base import Controller
-from sandbox.controllermanager.client import NAMESPACE, items
+from kubeboot.sandbox.controllermanager import bootstraptokens as bt
+from kubeboot.sandbox.controllermanager.base import Controller
+from kubeboot.sandbox.controllermanager.client import NAMESPACE, items
 
 
 def expired_tokens(secrets: list[dict[str, Any]], now: datetime) -> list[tuple[str, str]]:

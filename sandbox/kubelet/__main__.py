@@ -1,5 +1,5 @@
-"""``python -m sandbox.kubelet``: the sandbox kubelet daemon of one node (see ``daemon``)."""
+"""``python -m kubeboot.sandbox.kubelet``: the sandbox kubelet daemon of one node (see ``daemon``)."""
 
-from sandbox.kubelet.daemon import main
+from kubeboot.sandbox.kubelet.daemon import main
 
 raise SystemExit(main())

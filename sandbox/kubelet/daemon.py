@@ -1,4 +1,4 @@
-"""The sandbox kubelet daemon of one node: ``python -m sandbox.kubelet --root R --node-name N --address A``.
+"""The sandbox kubelet daemon of one node: ``python -m kubeboot.sandbox.kubelet --root R --node-name N --address A``.
 
 Reads: ``<root>/var/lib/kubelet/config.yaml`` (once, at start, as the kubelet), the static Pod directory
 (every 0.5 s), ``kubelet.conf`` / ``bootstrap-kubelet.conf`` (``registration``).
@@ -27,13 +27,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sandbox.addresses import map_host
-from sandbox.kubelet import process
-from sandbox.kubelet.layout import Layout, node_path, read_settings
-from sandbox.kubelet.staticpods import ManifestDir
-from sandbox.kubelet.supervisor import Supervisor
+from kubeboot.sandbox.addresses import map_host
+from kubeboot.sandbox.kubelet import process
+from kubeboot.sandbox.kubelet.layout import Layout, node_path, read_settings
+from kubeboot.sandbox.kubelet.staticpods import ManifestDir
+from kubeboot.sandbox.kubelet.supervisor import Supervisor
 
-log = logging.getLogger("sandbox.kubelet")
+log = logging.getLogger("kubeboot.sandbox.kubelet")
 POLL_SECONDS = 0.5
 
 
@@ -122,7 +122,7 @@ def _start_registration(root: Path, node_name: str, address: str, supervisor: Su
                         stop: threading.Event) -> threading.Thread | None:
     """Node registration and TLS bootstrap in the background (they wait for an API server)."""
     try:
-        from sandbox.kubelet.registration import NodeAgent
+        from kubeboot.sandbox.kubelet.registration import NodeAgent
     except ImportError as e:  # the kubernetes client is missing: pods still run
         log.warning("node registration disabled: %s", e)
         return None
@@ -133,7 +133,7 @@ def _start_registration(root: Path, node_name: str, address: str, supervisor: Su
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.kubelet", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m kubeboot.sandbox.kubelet", description=__doc__.split("\n")[0])
     parser.add_argument("--root", required=True, type=Path, help="node root: every kubeadm path lives under it")
     parser.add_argument("--node-name", required=True)
     parser.add_argument("--address", required=True, help="the node's own loopback address")

@@ -23,13 +23,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from sandbox.addresses import map_host
-from sandbox.kubelet import process
-from sandbox.kubelet.layout import Layout, read_settings
+from kubeboot.sandbox.addresses import map_host
+from kubeboot.sandbox.kubelet import process
+from kubeboot.sandbox.kubelet.layout import Layout, read_settings
 
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
-_MODULE = "sandbox.kubelet"
+_MODULE = "kubeboot.sandbox.kubelet"
 
 
 def _quiet(_line: str) -> None:

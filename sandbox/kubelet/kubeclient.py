@@ -17,8 +17,8 @@ import yaml
 from kubernetes import client
 from kubernetes.config.kube_config import load_kube_config_from_dict
 
-from sandbox.addresses import map_loopback
-from sandbox.kubelet.layout import Layout, node_path
+from kubeboot.sandbox.addresses import map_loopback
+from kubeboot.sandbox.kubelet.layout import Layout, node_path
 
 _PATH_KEYS = {"cluster": ("certificate-authority",), "user": ("client-certificate", "client-key", "tokenFile")}
 

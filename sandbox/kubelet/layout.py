@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from config import constants as c
+from kubeboot.config import constants as c
 
 SANDBOX_DIR = "/var/lib/kubeboot-sandbox"
 ENV_SANDBOX_DIR = "KUBEBOOT_SANDBOX_DIR"

@@ -19,7 +19,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from sandbox.kubelet.staticpods import StaticPod
+from kubeboot.sandbox.kubelet.staticpods import StaticPod
 
 MIRROR = "kubernetes.io/config.mirror"
 HASH = "kubernetes.io/config.hash"

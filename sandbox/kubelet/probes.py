@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.addresses import map_host
+from kubeboot.sandbox.addresses import map_host
 
 _DEFAULTS = {"initialDelaySeconds": 0, "periodSeconds": 10, "timeoutSeconds": 1,
              "successThreshold": 1, "failureThreshold": 3}

@@ -28,14 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from config import constants as c
-from sandbox.kubelet import kubeclient, tlsbootstrap
-from sandbox.kubelet.launch import image_tag
-from sandbox.kubelet.layout import node_path
-from sandbox.kubelet.mirrorpods import MirrorPods
-from sandbox.kubelet.staticpods import StaticPod
+from kubeboot.config import constants as c
+from kubeboot.sandbox.kubelet import kubeclient, tlsbootstrap
+from kubeboot.sandbox.kubelet.launch import image_tag
+from kubeboot.sandbox.kubelet.layout import node_path
+from kubeboot.sandbox.kubelet.mirrorpods import MirrorPods
+from kubeboot.sandbox.kubelet.staticpods import StaticPod
 
-log = logging.getLogger("sandbox.kubelet")
+log = logging.getLogger("kubeboot.sandbox.kubelet")
 
 HEARTBEAT_SECONDS = 10.0
 # Until the Node is registered. The real kubelet retries from 100 ms, doubling up to 7 s; a fixed 2 s here

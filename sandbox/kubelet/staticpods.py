@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-log = logging.getLogger("sandbox.kubelet")
+log = logging.getLogger("kubeboot.sandbox.kubelet")
 
 
 @dataclass(frozen=True)

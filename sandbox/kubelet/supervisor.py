@@ -26,13 +26,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sandbox.kubelet import launch as launch_mod
-from sandbox.kubelet import process
-from sandbox.kubelet.layout import ENV_SANDBOX_DIR, ENV_SANDBOX_VERSION, Layout
-from sandbox.kubelet.probes import Prober, ProbeState
-from sandbox.kubelet.staticpods import StaticPod
+from kubeboot.sandbox.kubelet import launch as launch_mod
+from kubeboot.sandbox.kubelet import process
+from kubeboot.sandbox.kubelet.layout import ENV_SANDBOX_DIR, ENV_SANDBOX_VERSION, Layout
+from kubeboot.sandbox.kubelet.probes import Prober, ProbeState
+from kubeboot.sandbox.kubelet.staticpods import StaticPod
 
-log = logging.getLogger("sandbox.kubelet")
+log = logging.getLogger("kubeboot.sandbox.kubelet")
 
 BACKOFF_INITIAL = 0.5
 BACKOFF_MAX = 10.0

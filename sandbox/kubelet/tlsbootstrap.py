@@ -31,13 +31,13 @@ from cryptography.x509.oid import NameOID
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from config import constants as c
-from sandbox.kubelet import kubeclient
-from sandbox.kubelet.layout import node_path
-from tasks import goyaml
-from tasks.kubeconfig import KubeconfigError, parse
+from kubeboot.config import constants as c
+from kubeboot.sandbox.kubelet import kubeclient
+from kubeboot.sandbox.kubelet.layout import node_path
+from kubeboot.tasks import goyaml
+from kubeboot.tasks.kubeconfig import KubeconfigError, parse
 
-log = logging.getLogger("sandbox.kubelet")
+log = logging.getLogger("kubeboot.sandbox.kubelet")
 
 SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 NODES_GROUP = "system:nodes"

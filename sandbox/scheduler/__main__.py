@@ -1,4 +1,4 @@
-"""``python -m sandbox.scheduler <kube-scheduler flags>``: HTTPS ``/healthz``, ``/livez``, ``/readyz`` on
+"""``python -m kubeboot.sandbox.scheduler <kube-scheduler flags>``: HTTPS ``/healthz``, ``/livez``, ``/readyz`` on
 ``--bind-address``:``--secure-port`` (default 10259) with a self-signed certificate, until SIGTERM."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import signal
 import sys
 import threading
 
-from sandbox.controllermanager import health, klog
-from sandbox.controllermanager.flags import Flags
+from kubeboot.sandbox.controllermanager import health, klog
+from kubeboot.sandbox.controllermanager.flags import Flags
 
 SCHEDULER_PORT = 10259
 

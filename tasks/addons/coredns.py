@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from config.resolved import InitConfig
-from tasks import patches, smp
-from tasks.errors import PermanentError
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import patches, smp
+from kubeboot.tasks.errors import PermanentError
 
 Obj = dict[str, Any]
 

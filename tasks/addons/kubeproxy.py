@@ -24,11 +24,11 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, Final
 
-from config import constants as c
-from config.resolved import InitConfig
-from tasks import goyaml
-from tasks.kubeletconfig import deep_merge
-from tasks.manifests import merge_env, proxy_env
+from kubeboot.config import constants as c
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import goyaml
+from kubeboot.tasks.kubeletconfig import deep_merge
+from kubeboot.tasks.manifests import merge_env, proxy_env
 
 Obj = dict[str, Any]
 

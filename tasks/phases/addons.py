@@ -23,11 +23,11 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from config import constants as c
-from tasks import kubeapi
-from tasks.addons import coredns, kubeproxy
-from tasks.errors import PermanentError
-from tasks.phases.context import ControlContext
+from kubeboot.config import constants as c
+from kubeboot.tasks import kubeapi
+from kubeboot.tasks.addons import coredns, kubeproxy
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.phases.context import ControlContext
 
 Obj = dict[str, Any]
 

@@ -22,12 +22,19 @@ from typing import Any, Final
 
 import yaml
 
-from config import constants as c
-from config.resolved import InitConfig
-from tasks import kubeapi, tokens
-from tasks import kubeconfig as kcfg
-from tasks.phases.context import ControlContext, PermanentError
-from tasks.phases.uploadconfig import RBAC, admin_client, config_map, get_config_map_role, role_binding, subject
+from kubeboot.config import constants as c
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import kubeapi, tokens
+from kubeboot.tasks import kubeconfig as kcfg
+from kubeboot.tasks.phases.context import ControlContext, PermanentError
+from kubeboot.tasks.phases.uploadconfig import (
+    RBAC,
+    admin_client,
+    config_map,
+    get_config_map_role,
+    role_binding,
+    subject,
+)
 
 Obj = dict[str, Any]
 PHASE: Final = "bootstrap-token"

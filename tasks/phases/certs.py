@@ -29,12 +29,12 @@ from typing import Any
 
 from cryptography import x509
 
-from config.resolved import InitConfig
-from tasks import pki
-from tasks.certlist import CertRow, cert_table, leaves_of, rejected_sans, row, uses_etcd_ca
-from tasks.errors import PermanentError
-from tasks.nodemarker import marker_record, read_node_marker, write_node_marker
-from tasks.phases.context import NodeContext
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import pki
+from kubeboot.tasks.certlist import CertRow, cert_table, leaves_of, rejected_sans, row, uses_etcd_ca
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.nodemarker import marker_record, read_node_marker, write_node_marker
+from kubeboot.tasks.phases.context import NodeContext
 
 __all__ = ["read_node_marker", "run_cert", "run_certs", "run_sa"]
 

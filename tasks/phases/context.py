@@ -19,10 +19,10 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from config import constants as c
-from config.resolved import InitConfig
-from tasks.errors import PermanentError, PhaseError, TemporaryError
-from tasks.fsutil import NodeFS
+from kubeboot.config import constants as c
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks.errors import PermanentError, PhaseError, TemporaryError
+from kubeboot.tasks.fsutil import NodeFS
 
 __all__ = [
     "ControlContext", "MemorySecrets", "NodeContext", "PermanentError", "PhaseContext", "PhaseError",
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from tasks.kubelet import KubeletDriver
+    from kubeboot.tasks.kubelet import KubeletDriver
 
 
 def _print(line: str) -> None:

@@ -17,13 +17,13 @@ from typing import Any
 
 from cryptography import x509
 
-from config import constants as c
-from config.models import ControlPlaneComponent
-from config.resolved import InitConfig, join_host_port
-from tasks import manifests as m
-from tasks.fsutil import NodeFS
-from tasks.phases.context import NodeContext
-from tasks.phases.etcd import SCRATCH_PATCHES
+from kubeboot.config import constants as c
+from kubeboot.config.models import ControlPlaneComponent
+from kubeboot.config.resolved import InitConfig, join_host_port
+from kubeboot.tasks import manifests as m
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases.context import NodeContext
+from kubeboot.tasks.phases.etcd import SCRATCH_PATCHES
 
 PHASE = "control-plane"
 HostCheck = Callable[[str], bool]

@@ -16,11 +16,11 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from config import constants as c
-from config.resolved import InitConfig, join_host_port
-from tasks import manifests as m
-from tasks.errors import PermanentError
-from tasks.phases.context import NodeContext
+from kubeboot.config import constants as c
+from kubeboot.config.resolved import InitConfig, join_host_port
+from kubeboot.tasks import manifests as m
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.phases.context import NodeContext
 
 PHASE = "etcd"
 SCRATCH_PATCHES = "patches.announced"  # ctx.scratch: patches directories already announced this run

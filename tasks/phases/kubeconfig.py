@@ -22,11 +22,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from config import constants as c
-from tasks import kubeconfig as kc
-from tasks.errors import PermanentError
-from tasks.phases.context import NodeContext
-from tasks.pki import (
+from kubeboot.config import constants as c
+from kubeboot.tasks import kubeconfig as kc
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.phases.context import NodeContext
+from kubeboot.tasks.pki import (
     CLIENT_AUTH,
     CertSpec,
     PrivateKey,

@@ -22,11 +22,11 @@ from typing import Any
 
 import yaml
 
-from config import constants as c
-from tasks import kubeconfig as kc
-from tasks.errors import PermanentError
-from tasks.manifests import arg_value
-from tasks.phases.context import NodeContext
+from kubeboot.config import constants as c
+from kubeboot.tasks import kubeconfig as kc
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.manifests import arg_value
+from kubeboot.tasks.phases.context import NodeContext
 
 PHASE = "kubelet-finalize"
 KUBELET_CONF_PATH = f"{c.KUBERNETES_DIR}/{c.KUBELET_CONF}"

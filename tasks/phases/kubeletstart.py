@@ -14,9 +14,9 @@ kubelet alone, as kubeadm does.
 
 from __future__ import annotations
 
-from config import constants as c
-from tasks import kubeletconfig as kc
-from tasks.phases.context import NodeContext
+from kubeboot.config import constants as c
+from kubeboot.tasks import kubeletconfig as kc
+from kubeboot.tasks.phases.context import NodeContext
 
 PHASE = "kubelet-start"
 FILE_MODE = 0o644

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from config import constants as c
-from config.resolved import InitConfig
-from tasks import kubeapi
-from tasks.phases.context import ControlContext
-from tasks.phases.uploadconfig import admin_client
+from kubeboot.config import constants as c
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import kubeapi
+from kubeboot.tasks.phases.context import ControlContext
+from kubeboot.tasks.phases.uploadconfig import admin_client
 
 Obj = dict[str, Any]
 LABELS: Final = (c.LABEL_CONTROL_PLANE, c.LABEL_EXCLUDE_FROM_LB)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import ipaddress
 
-from config import constants as c
-from config.resolved import InitConfig
-from tasks import preflight as pf
-from tasks.errors import PermanentError
-from tasks.hostfacts import HostFacts
-from tasks.phases.context import NodeContext
+from kubeboot.config import constants as c
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import preflight as pf
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.hostfacts import HostFacts
+from kubeboot.tasks.phases.context import NodeContext
 
 PHASE = "preflight"
 

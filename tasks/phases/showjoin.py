@@ -16,10 +16,10 @@ from typing import Final
 
 import yaml
 
-from config import constants as c
-from tasks import pki, tokens
-from tasks.phases.bootstraptoken import admin_ca_pem
-from tasks.phases.context import ControlContext, PermanentError
+from kubeboot.config import constants as c
+from kubeboot.tasks import pki, tokens
+from kubeboot.tasks.phases.bootstraptoken import admin_ca_pem
+from kubeboot.tasks.phases.context import ControlContext, PermanentError
 
 ADMIN_CONF_PATH: Final = f"{c.KUBERNETES_DIR}/{c.ADMIN_CONF}"
 

@@ -30,10 +30,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from config import constants as c
-from tasks import copycerts, kubeapi
-from tasks.errors import PermanentError
-from tasks.phases.context import NodeContext
+from kubeboot.config import constants as c
+from kubeboot.tasks import copycerts, kubeapi
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.phases.context import NodeContext
 
 PHASE = "upload-certs"
 NAMESPACE = "kube-system"

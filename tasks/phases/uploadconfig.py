@@ -16,12 +16,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Final
 
-from config import constants as c
-from config.models import ClusterConfiguration
-from config.resolved import InitConfig
-from tasks import goyaml, kubeapi
-from tasks import kubeletconfig as kc
-from tasks.phases.context import ControlContext, PermanentError
+from kubeboot.config import constants as c
+from kubeboot.config.models import ClusterConfiguration
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import goyaml, kubeapi
+from kubeboot.tasks import kubeletconfig as kc
+from kubeboot.tasks.phases.context import ControlContext, PermanentError
 
 Obj = dict[str, Any]
 RBAC: Final = "rbac.authorization.k8s.io"

@@ -31,11 +31,11 @@ from typing import Any
 
 import yaml
 
-from config import constants as c
-from config.duration import format_duration
-from tasks import health, kubeapi
-from tasks.errors import PermanentError, TemporaryError
-from tasks.phases.context import NodeContext
+from kubeboot.config import constants as c
+from kubeboot.config.duration import format_duration
+from kubeboot.tasks import health, kubeapi
+from kubeboot.tasks.errors import PermanentError, TemporaryError
+from kubeboot.tasks.phases.context import NodeContext
 
 PHASE = "wait-control-plane"
 KUBELET_CHECK = "kubelet-check"

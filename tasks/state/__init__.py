@@ -1,9 +1,9 @@
 """Run state in Redis: the run store, cluster locks and sealed secrets (schemas in each module)."""
 
-from tasks.state.lock import InitLock, LockHeldError, LockHolder, SerialLock, control_plane_join_lock
-from tasks.state.records import Event, PhaseRecord, RunRecord
-from tasks.state.secrets import SecretBox, SecretError, box_from_settings, load_or_create_key
-from tasks.state.store import RunExistsError, RunStore, spec_digest
+from kubeboot.tasks.state.lock import InitLock, LockHeldError, LockHolder, SerialLock, control_plane_join_lock
+from kubeboot.tasks.state.records import Event, PhaseRecord, RunRecord
+from kubeboot.tasks.state.secrets import SecretBox, SecretError, box_from_settings, load_or_create_key
+from kubeboot.tasks.state.store import RunExistsError, RunStore, spec_digest
 
 __all__ = [
     "Event",

@@ -33,8 +33,8 @@ from typing import Protocol
 
 import redis
 
-from tasks.state.records import iso, text
-from tasks.state.store import PREFIX, RUN_FINAL, check_name
+from kubeboot.tasks.state.records import iso, text
+from kubeboot.tasks.state.store import PREFIX, RUN_FINAL, check_name
 
 # KEYS: lock, fence. ARGV: owner, ttl ms, now. Returns {token, holder json, acquired 1|0}.
 _ACQUIRE = """

@@ -25,8 +25,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from config import constants as c
-from config.settings import SECRET_KEY_BYTES, Settings, parse_secret_key
+from kubeboot.config import constants as c
+from kubeboot.config.settings import SECRET_KEY_BYTES, Settings, parse_secret_key
 
 NONCE_BYTES = 12  # the GCM standard nonce; random nonces are safe far beyond kubeboot's volume
 

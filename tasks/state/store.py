@@ -64,9 +64,9 @@ from typing import Any
 import redis
 from redis.typing import EncodableT, FieldT
 
-from config import constants as c
-from tasks.state.records import Event, PhaseRecord, RunRecord, iso, text
-from tasks.state.secrets import SecretBox
+from kubeboot.config import constants as c
+from kubeboot.tasks.state.records import Event, PhaseRecord, RunRecord, iso, text
+from kubeboot.tasks.state.secrets import SecretBox
 
 PREFIX = c.STATE_KEY_PREFIX
 RUNS_INDEX = f"{PREFIX}runs"

@@ -19,7 +19,7 @@ V4 = "kubeadm.k8s.io/v1beta4"
 
 def kubeboot(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
     exe = SCRIPTS / "kubeboot"
-    cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "workers.cli", *args]
+    cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "kubeboot.workers.cli", *args]
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=300)
 
 
@@ -57,7 +57,7 @@ def redis_server() -> object:
 
     import redis
 
-    from workers.redis_server import find_redis_server
+    from kubeboot.workers.redis_server import find_redis_server
 
     workdir = Path(tempfile.mkdtemp(prefix="kb-redis-"))
     sock = workdir / "redis.sock"
@@ -91,8 +91,8 @@ if TYPE_CHECKING:
 
     import redis
 
-    from tasks.state import PhaseRecord, RunStore
-    from workers.redis_server import EmbeddedRedis
+    from kubeboot.tasks.state import PhaseRecord, RunStore
+    from kubeboot.workers.redis_server import EmbeddedRedis
 
 ENGINE_DEADLINE = 60.0  # bound of every wait for a run or a process; a bound, never an assertion
 
@@ -142,7 +142,7 @@ class Engine:
     # --- Redis ------------------------------------------------------------------------------------
     def embedded(self) -> EmbeddedRedis:
         """One handle per engine: a server it started is its child, and ``stop`` reaps it."""
-        from workers.redis_server import EmbeddedRedis
+        from kubeboot.workers.redis_server import EmbeddedRedis
 
         if self._redis is None:
             self._redis = EmbeddedRedis(self.state_dir)
@@ -166,8 +166,8 @@ class Engine:
     def store(self) -> RunStore:
         """The run store, read directly from the test process (same state dir, same secret key)."""
         if self._store is None:
-            from config.settings import Settings
-            from tasks.state import RunStore, box_from_settings
+            from kubeboot.config.settings import Settings
+            from kubeboot.tasks.state import RunStore, box_from_settings
 
             self._store = RunStore(self.client(), box_from_settings(Settings(state_dir=self.state_dir)))
         return self._store
@@ -175,7 +175,7 @@ class Engine:
     # --- processes ----------------------------------------------------------------------------
     def command(self, *args: str) -> list[str]:
         exe = SCRIPTS / "kubeboot"
-        return [str(exe), *args] if exe.exists() else [sys.executable, "-m", "workers.cli", *args]
+        return [str(exe), *args] if exe.exists() else [sys.executable, "-m", "kubeboot.workers.cli", *args]
 
     def spawn(self, name: str, *args: str, faults: bool = False) -> subprocess.Popen[bytes]:
         """Start ``kubeboot ARGS`` in its own session, output to ``<name>.log``."""
@@ -249,7 +249,7 @@ class Engine:
         """``--skip-phases`` for every phase that needs a running control plane: engine tests exercise
         the machinery on the node-local phases (no kubelet runs here), and the comparison with
         ``init phase all`` skips the same ones on both sides."""
-        from workflows.init_tree import AFTER_LOCAL
+        from kubeboot.workflows.init_tree import AFTER_LOCAL
 
         return ["--skip-phases", ",".join(AFTER_LOCAL)]
 

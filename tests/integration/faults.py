@@ -28,9 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks.errors import PermanentError, TemporaryError
-from workflows.init_tree import INIT_PHASES
-from workflows.phase import walk
+from kubeboot.tasks.errors import PermanentError, TemporaryError
+from kubeboot.workflows.init_tree import INIT_PHASES
+from kubeboot.workflows.phase import walk
 
 ENV = "KUBEBOOT_TEST_FAULTS"
 BARRIER_LIMIT = 90.0  # a barrier nobody releases ends as a failed phase, never as a stuck worker

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from tasks import certlist, kubeapi
-from tasks.fsutil import NodeFS
-from tasks.phases import addons, certs, controlplane, kubeconfig
-from tasks.phases.context import ControlContext, MemorySecrets, NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import certlist, kubeapi
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import addons, certs, controlplane, kubeconfig
+from kubeboot.tasks.phases.context import ControlContext, MemorySecrets, NodeContext
 
 pytestmark = pytest.mark.integration
 V4 = "kubeadm.k8s.io/v1beta4"
@@ -119,7 +119,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     log = root / "apiserver.log"
     env = dict(os.environ, KUBEBOOT_SANDBOX_DIR=str(root / "var/lib/kubeboot-sandbox"))
     with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "sandbox.apiserver", *argv], env=env, stdout=out, stderr=out)
+        proc = subprocess.Popen([sys.executable, "-m", "kubeboot.sandbox.apiserver", *argv], env=env,
+                                stdout=out, stderr=out)
     try:
         wait_live(proc, port, log)
         c = Cluster(root, cfg, proc, secrets)

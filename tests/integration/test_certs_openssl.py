@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from config.loader import build_init_config
-from tasks import certlist, pki
-from tasks.fsutil import NodeFS
-from tasks.phases import certs
-from tasks.phases.context import NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.tasks import certlist, pki
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import certs
+from kubeboot.tasks.phases.context import NodeContext
 
 pytestmark = [
     pytest.mark.integration,

@@ -34,7 +34,7 @@ BAD = [
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "kubeboot.workers.cli", *args], capture_output=True, text=True,
                           timeout=120, check=False)
 
 

@@ -25,13 +25,21 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from tasks import certlist, pki
-from tasks.errors import TemporaryError
-from tasks.fsutil import NodeFS
-from tasks.phases import bootstraptoken, certs, controlplane, kubeconfig, markcontrolplane, showjoin, uploadconfig
-from tasks.phases.context import ControlContext, NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import certlist, pki
+from kubeboot.tasks.errors import TemporaryError
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import (
+    bootstraptoken,
+    certs,
+    controlplane,
+    kubeconfig,
+    markcontrolplane,
+    showjoin,
+    uploadconfig,
+)
+from kubeboot.tasks.phases.context import ControlContext, NodeContext
 
 pytestmark = pytest.mark.integration
 V4 = "kubeadm.k8s.io/v1beta4"
@@ -73,7 +81,7 @@ class Cluster:
     def start(self, argv: list[str]) -> None:
         env = dict(os.environ, KUBEBOOT_SANDBOX_DIR=str(self.root / "var/lib/kubeboot-sandbox"))
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "sandbox.apiserver", *argv], env=env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "kubeboot.sandbox.apiserver", *argv], env=env,
                                          stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while self.status("/livez")[0] != 200:

@@ -25,14 +25,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from kubernetes import client, config
 
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from sandbox.controllermanager import health as stub_health
-from tasks import certlist
-from tasks.errors import PermanentError, TemporaryError
-from tasks.fsutil import NodeFS
-from tasks.phases import certs, controlplane, kubeconfig, uploadcerts, waitcp
-from tasks.phases.context import MemorySecrets, NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.sandbox.controllermanager import health as stub_health
+from kubeboot.tasks import certlist
+from kubeboot.tasks.errors import PermanentError, TemporaryError
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import certs, controlplane, kubeconfig, uploadcerts, waitcp
+from kubeboot.tasks.phases.context import MemorySecrets, NodeContext
 
 pytestmark = pytest.mark.integration
 V4 = "kubeadm.k8s.io/v1beta4"
@@ -139,13 +139,13 @@ def make_node(root: Path) -> Node:
 
 
 def start_apiserver(node: Node) -> None:
-    """``python -m sandbox.apiserver`` with the generated manifest's flags, paths mapped into the root."""
+    """``python -m kubeboot.sandbox.apiserver`` with the generated manifest's flags, paths mapped into the root."""
     manifest = yaml.safe_load(node.fs.read_text("/etc/kubernetes/manifests/kube-apiserver.yaml") or "")
     command = manifest["spec"]["containers"][0]["command"]
     argv = [a.replace("=/etc/kubernetes/", f"={node.root}/etc/kubernetes/") for a in command[1:]]
     env = dict(os.environ, KUBEBOOT_SANDBOX_DIR=str(node.root / "var/lib/kubeboot-sandbox"))
     log = (node.root / "apiserver.log").open("ab")
-    node.proc = subprocess.Popen([sys.executable, "-m", "sandbox.apiserver", *argv], env=env, stdout=log,
+    node.proc = subprocess.Popen([sys.executable, "-m", "kubeboot.sandbox.apiserver", *argv], env=env, stdout=log,
                                  stderr=log)
     deadline = time.monotonic() + 30
     while True:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.addresses import RESERVATIONS_DIR
+from kubeboot.sandbox.addresses import RESERVATIONS_DIR
 
 pytestmark = pytest.mark.integration
 

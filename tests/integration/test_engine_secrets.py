@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from config.settings import parse_secret_key
+from kubeboot.config.settings import parse_secret_key
 
 TOKEN = "q7x2kd.m4v9t1z8r3p6w0yb"  # bootstrapTokens[0].token of the run's config
 PEM = b"-----BEGIN"

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 import yaml
 
-from config.loader import build_init_config
-from tasks.fsutil import NodeFS
-from tasks.phases.certs import run_cert
-from tasks.phases.context import NodeContext
-from tasks.phases.etcd import run_etcd_local
+from kubeboot.config.loader import build_init_config
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases.certs import run_cert
+from kubeboot.tasks.phases.context import NodeContext
+from kubeboot.tasks.phases.etcd import run_etcd_local
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from tasks.state.lock import InitLock, LockHeldError, SerialLock, control_plane_join_lock
-from tasks.state.secrets import SecretBox
-from tasks.state.store import RunStore
+from kubeboot.tasks.state.lock import InitLock, LockHeldError, SerialLock, control_plane_join_lock
+from kubeboot.tasks.state.secrets import SecretBox
+from kubeboot.tasks.state.store import RunStore
 
 FROZEN = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 KEY = "kubeboot:cluster:demo:lock:init"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from config.settings import Settings
-from workers.redis_server import EmbeddedRedis, EmbeddedRedisError, redis_url
+from kubeboot.config.settings import Settings
+from kubeboot.workers.redis_server import EmbeddedRedis, EmbeddedRedisError, redis_url
 
-ENSURE = "import sys; from pathlib import Path; from workers.redis_server import EmbeddedRedis; " \
+ENSURE = "import sys; from pathlib import Path; from kubeboot.workers.redis_server import EmbeddedRedis; " \
          "print(EmbeddedRedis(Path(sys.argv[1])).ensure())"
 
 

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from config.loader import build_init_config
-from tasks import certlist, pki
-from tasks.fsutil import NodeFS
-from tasks.phases import certs, controlplane, kubeconfig
-from tasks.phases.context import NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.tasks import certlist, pki
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import certs, controlplane, kubeconfig
+from kubeboot.tasks.phases.context import NodeContext
 
 pytestmark = pytest.mark.integration
 V4 = "kubeadm.k8s.io/v1beta4"
@@ -52,7 +52,7 @@ class ApiServer:
     def start(self) -> None:
         env = dict(os.environ, KUBEBOOT_SANDBOX_DIR=str(self.root / "var/lib/kubeboot-sandbox"))
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "sandbox.apiserver", *self.argv], env=env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "kubeboot.sandbox.apiserver", *self.argv], env=env,
                                          stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while self.status("/livez")[0] != 200:

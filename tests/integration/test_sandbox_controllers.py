@@ -147,7 +147,7 @@ def generate_node(directory: Path, address: str) -> Path:
          "localAPIEndpoint": {"advertiseAddress": address}},
         {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256"}]))
     for phase in ("certs", "kubeconfig", "control-plane"):
-        result = subprocess.run([sys.executable, "-m", "workers.cli", "init", "phase", phase, "--config",
+        result = subprocess.run([sys.executable, "-m", "kubeboot.workers.cli", "init", "phase", phase, "--config",
                                  str(config), "--root", str(root)], capture_output=True, text=True, check=False,
                                 timeout=120)
         assert result.returncode == 0, result.stderr
@@ -160,13 +160,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     address = free_address()
     c = Cluster(directory, generate_node(directory, address), address)
     try:
-        c.start("kube-apiserver", "sandbox.apiserver", "kube-apiserver.yaml")
+        c.start("kube-apiserver", "kubeboot.sandbox.apiserver", "kube-apiserver.yaml")
         c.wait_for("the emulated kube-apiserver to be ready",
                    lambda: c.https_get(6443, "/readyz", c.pki / "ca.crt")[0] == 200)
         # As kubeadm init does with super-admin.conf: admin.conf's group becomes cluster-admin.
         bind(new_client_from_config(str(c.root / "etc/kubernetes/super-admin.conf")), "kubeadm:cluster-admins",
              "cluster-admin", "kubeadm:cluster-admins")
-        c.start("kube-controller-manager", "sandbox.controllermanager", "kube-controller-manager.yaml")
+        c.start("kube-controller-manager", "kubeboot.sandbox.controllermanager", "kube-controller-manager.yaml")
         c.wait_for("kube-controller-manager /healthz", lambda: c.https_get(10257, "/healthz") == (200, "ok"))
         yield c
     finally:
@@ -379,7 +379,7 @@ def scheduler_node(tmp_path: Path) -> Iterator[Cluster]:
     address = free_address()
     c = Cluster(tmp_path, generate_node(tmp_path, address), address)
     try:
-        c.start("kube-scheduler", "sandbox.scheduler", "kube-scheduler.yaml")
+        c.start("kube-scheduler", "kubeboot.sandbox.scheduler", "kube-scheduler.yaml")
         yield c
     finally:
         c.stop()
@@ -411,7 +411,7 @@ def lonely_node(tmp_path: Path) -> Cluster:
 def test_controller_manager_is_unhealthy_until_it_reaches_the_api_server(lonely_node: Cluster) -> None:
     node = lonely_node
     try:
-        node.start("kube-controller-manager", "sandbox.controllermanager", "kube-controller-manager.yaml")
+        node.start("kube-controller-manager", "kubeboot.sandbox.controllermanager", "kube-controller-manager.yaml")
         code, text = node.wait_for("kube-controller-manager to serve /healthz",
                                    lambda: node.https_get(10257, "/healthz?verbose"))
         assert code == 500
@@ -431,7 +431,7 @@ def test_without_the_ca_key_the_csr_signer_is_skipped(lonely_node: Cluster) -> N
         text = text.replace(f"--{flag}=/etc/kubernetes/pki/{'ca.crt' if 'cert' in flag else 'ca.key'}", f"--{flag}=")
     manifest.write_text(text)
     try:
-        node.start("kube-controller-manager", "sandbox.controllermanager", "kube-controller-manager.yaml")
+        node.start("kube-controller-manager", "kubeboot.sandbox.controllermanager", "kube-controller-manager.yaml")
         node.wait_for("the skip line", lambda: "Skipping CSR signer controller because no csr cert/key was specified"
                       in (node.dir / "kube-controller-manager.log").read_text())
     finally:

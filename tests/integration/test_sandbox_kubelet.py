@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from sandbox.kubelet import process
-from sandbox.kubelet.driver import SandboxKubelet
+from kubeboot.sandbox.kubelet import process
+from kubeboot.sandbox.kubelet.driver import SandboxKubelet
 
 pytestmark = pytest.mark.integration
 

@@ -25,8 +25,8 @@ from cryptography.x509.oid import NameOID
 from kubernetes.client.rest import ApiException
 from kubernetes.config import new_client_from_config
 
-from sandbox.kubelet.driver import SandboxKubelet
-from sandbox.kubelet.launch import find_etcd
+from kubeboot.sandbox.kubelet.driver import SandboxKubelet
+from kubeboot.sandbox.kubelet.launch import find_etcd
 
 pytestmark = pytest.mark.integration
 
@@ -81,8 +81,9 @@ class Sandbox:
 
 def kubeboot_phases(root: Path, config: Path, *phases: str) -> None:
     for phase in phases:
-        done = subprocess.run([sys.executable, "-m", "workers.cli", "init", "phase", phase, "--config", str(config),
-                               "--root", str(root)], capture_output=True, text=True, check=False, timeout=120)
+        done = subprocess.run([sys.executable, "-m", "kubeboot.workers.cli", "init", "phase", phase,
+                               "--config", str(config), "--root", str(root)],
+                              capture_output=True, text=True, check=False, timeout=120)
         assert done.returncode == 0, done.stderr
 
 

@@ -12,15 +12,15 @@ from typing import TypeVar
 import pytest
 import yaml
 
-from config.loader import build_init_config
-from sandbox.kubelet import process
-from sandbox.kubelet.driver import SandboxKubelet
-from sandbox.kubelet.launch import etcd_version, find_etcd
-from tasks.fsutil import NodeFS
-from tasks.phases.certs import run_cert
-from tasks.phases.context import NodeContext
-from tasks.phases.etcd import run_etcd_local
-from tasks.phases.kubeletstart import write_kubelet_files
+from kubeboot.config.loader import build_init_config
+from kubeboot.sandbox.kubelet import process
+from kubeboot.sandbox.kubelet.driver import SandboxKubelet
+from kubeboot.sandbox.kubelet.launch import etcd_version, find_etcd
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases.certs import run_cert
+from kubeboot.tasks.phases.context import NodeContext
+from kubeboot.tasks.phases.etcd import run_etcd_local
+from kubeboot.tasks.phases.kubeletstart import write_kubelet_files
 
 pytestmark = pytest.mark.integration
 V4 = "kubeadm.k8s.io/v1beta4"

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from tasks.state.secrets import SecretBox, SecretError
-from tasks.state.store import RunExistsError, RunStore
+from kubeboot.tasks.state.secrets import SecretBox, SecretError
+from kubeboot.tasks.state.store import RunExistsError, RunStore
 
 KEY = bytes(range(32))
 TOKEN = "abcdef.0123456789abcdef"

@@ -11,12 +11,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from tasks.addons import coredns
-from tasks.errors import PermanentError
-from tasks.phases import addons
-from tasks.phases.context import ControlContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks.addons import coredns
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.phases import addons
+from kubeboot.tasks.phases.context import ControlContext
 
 V4 = "kubeadm.k8s.io/v1beta4"
 VERSIONS = {34: ("v1.34.2", "v1.12.1"), 35: ("v1.35.2", "v1.13.1"), 36: ("v1.36.1", "v1.13.1")}

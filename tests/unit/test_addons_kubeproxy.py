@@ -12,11 +12,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from tasks.addons import kubeproxy
-from tasks.phases import addons
-from tasks.phases.context import ControlContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks.addons import kubeproxy
+from kubeboot.tasks.phases import addons
+from kubeboot.tasks.phases.context import ControlContext
 
 V4 = "kubeadm.k8s.io/v1beta4"
 PROXY_API = "kubeproxy.config.k8s.io/v1alpha1"

@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from tasks import certlist
-from tasks.fsutil import NodeFS
-from tasks.phases import certs
-from tasks.phases.context import NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import certlist
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import certs
+from kubeboot.tasks.phases.context import NodeContext
 
 V4 = "kubeadm.k8s.io/v1beta4"
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

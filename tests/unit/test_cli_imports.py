@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("cryptography", "pydantic", "yaml", "kubernetes", "celery", "redis", "tasks.phases")
+HEAVY = ("cryptography", "pydantic", "yaml", "kubernetes", "celery", "redis", "kubeboot.tasks.phases")
 
 
 def modules_after(code: str) -> set[str]:
@@ -20,10 +20,10 @@ def heavy_in(modules: set[str]) -> list[str]:
 
 
 def test_importing_the_cli_imports_no_heavy_module() -> None:
-    assert heavy_in(modules_after("import workers.cli")) == []
+    assert heavy_in(modules_after("import kubeboot.workers.cli")) == []
 
 
 def test_rendering_the_phase_tree_help_imports_no_heavy_module() -> None:
-    modules = modules_after("import workers.cli\nworkers.cli._phase_tree_help()")
-    assert "workflows.init_tree" in modules
+    modules = modules_after("import kubeboot.workers.cli\nkubeboot.workers.cli._phase_tree_help()")
+    assert "kubeboot.workflows.init_tree" in modules
     assert heavy_in(modules) == []

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflows.phase import walk
-from workflows.registry import WORKFLOWS
-from workflows.routing import CONTROL_QUEUE, node_queue, queue_for
+from kubeboot.workflows.phase import walk
+from kubeboot.workflows.registry import WORKFLOWS
+from kubeboot.workflows.routing import CONTROL_QUEUE, node_queue, queue_for
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose.yaml"
 _DEFAULT = re.compile(r"\$\{(\w+):-([^}]*)\}")
@@ -62,8 +62,8 @@ def test_the_node_worker_runs_on_the_host_with_the_systemd_kubelet_driver(servic
 
 
 def test_a_worker_app_can_forward_a_chain_to_any_node_queue_but_to_nothing_else() -> None:
-    from config.settings import Settings
-    from workers.celery_app import make_app
+    from kubeboot.config.settings import Settings
+    from kubeboot.workers.celery_app import make_app
 
     app = make_app("redis://127.0.0.1:1/0", Settings())
     assert app.amqp.queues["node.sb1-cp1"].name == "node.sb1-cp1"

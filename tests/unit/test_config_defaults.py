@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from config.duration import parse_duration
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from config.versions import PROFILES, SUPPORTED_MINORS, Version, profile
+from kubeboot.config.duration import parse_duration
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.config.versions import PROFILES, SUPPORTED_MINORS, Version, profile
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from config.errors import ConfigError
-from config.loader import load_init_config
+from kubeboot.config.errors import ConfigError
+from kubeboot.config.loader import load_init_config
 
 INIT = """\
 apiVersion: kubeadm.k8s.io/v1beta4

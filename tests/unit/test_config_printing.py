@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config.loader import load_init_config
-from config.printing import init_defaults_yaml
+from kubeboot.config.loader import load_init_config
+from kubeboot.config.printing import init_defaults_yaml
 
 
 def docs(text: str) -> list[dict]:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from config.errors import ConfigError
-from config.loader import load_init_config
-from config.v1beta3 import convert_document
+from kubeboot.config.errors import ConfigError
+from kubeboot.config.loader import load_init_config
+from kubeboot.config.v1beta3 import convert_document
 
 V1BETA3_FILE = """\
 apiVersion: kubeadm.k8s.io/v1beta3

@@ -13,12 +13,12 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from tasks import certlist, copycerts
-from tasks.fsutil import NodeFS
-from tasks.phases import certs, uploadcerts
-from tasks.phases.context import NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import certlist, copycerts
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import certs, uploadcerts
+from kubeboot.tasks.phases.context import NodeContext
 
 V4 = "kubeadm.k8s.io/v1beta4"
 PKI = "/etc/kubernetes/pki"

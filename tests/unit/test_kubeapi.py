@@ -1,4 +1,4 @@
-"""tasks.kubeapi: the client from kubeconfig bytes, the error mapping of one call, kubeadm's idempotent
+"""kubeboot.tasks.kubeapi: the client from kubeconfig bytes, the error mapping of one call, kubeadm's idempotent
 helpers, and mark-control-plane's Node mutation (what ``patch_node`` applies)."""
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pytest
 import tenacity
 import urllib3
 
-from config.loader import build_init_config
-from tasks import kubeapi, pki
-from tasks import kubeconfig as kcfg
-from tasks.errors import PermanentError, TemporaryError
-from tasks.phases import markcontrolplane as mcp
+from kubeboot.config.loader import build_init_config
+from kubeboot.tasks import kubeapi, pki
+from kubeboot.tasks import kubeconfig as kcfg
+from kubeboot.tasks.errors import PermanentError, TemporaryError
+from kubeboot.tasks.phases import markcontrolplane as mcp
 
 V4 = "kubeadm.k8s.io/v1beta4"
 

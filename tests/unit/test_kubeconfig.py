@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography import x509
 
-from config import constants as c
-from config.loader import build_init_config
-from tasks import kubeconfig as kc
-from tasks import pki
+from kubeboot.config import constants as c
+from kubeboot.config.loader import build_init_config
+from kubeboot.tasks import kubeconfig as kc
+from kubeboot.tasks import pki
 
 V4 = "kubeadm.k8s.io/v1beta4"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -13,13 +13,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from config.loader import build_init_config
-from tasks import kubeconfig as kc
-from tasks import pki
-from tasks.errors import PermanentError
-from tasks.fsutil import NodeFS
-from tasks.phases import kubeconfig as phase
-from tasks.phases.context import NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.tasks import kubeconfig as kc
+from kubeboot.tasks import pki
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import kubeconfig as phase
+from kubeboot.tasks.phases.context import NodeContext
 
 V4 = "kubeadm.k8s.io/v1beta4"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

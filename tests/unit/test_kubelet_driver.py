@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from tasks.kubelet import KubeletDriver, SystemdKubelet
+from kubeboot.tasks.kubelet import KubeletDriver, SystemdKubelet
 
 
 class FakeSystemctl:

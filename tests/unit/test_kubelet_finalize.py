@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from tasks import kubeconfig as kc
-from tasks.errors import PermanentError
-from tasks.fsutil import NodeFS
-from tasks.phases import kubeletfinalize as phase
-from tasks.phases.context import MemorySecrets, NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import kubeconfig as kc
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import kubeletfinalize as phase
+from kubeboot.tasks.phases.context import MemorySecrets, NodeContext
 
 V4 = "kubeadm.k8s.io/v1beta4"
 CONF = "/etc/kubernetes/kubelet.conf"

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from config.loader import build_init_config
-from config.models import Patches
-from tasks import kubeletconfig as kc
-from tasks.fsutil import NodeFS
-from tasks.phases import kubeletstart as phase
-from tasks.phases.context import NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.models import Patches
+from kubeboot.tasks import kubeletconfig as kc
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import kubeletstart as phase
+from kubeboot.tasks.phases.context import NodeContext
 
 V4 = "kubeadm.k8s.io/v1beta4"
 ENV = "/var/lib/kubelet/kubeadm-flags.env"

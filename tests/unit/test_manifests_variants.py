@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from tasks import pki
-from tasks.errors import PermanentError
-from tasks.fsutil import NodeFS
-from tasks.phases import controlplane as cp
-from tasks.phases import etcd
-from tasks.phases.context import NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import pki
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import controlplane as cp
+from kubeboot.tasks.phases import etcd
+from kubeboot.tasks.phases.context import NodeContext
 
 V4 = "kubeadm.k8s.io/v1beta4"
 ADV = "192.168.10.5"

@@ -11,15 +11,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from config.loader import build_init_config
-from config.models import Patches
-from tasks import patches as p
-from tasks import smp
-from tasks.errors import PermanentError
-from tasks.fsutil import NodeFS
-from tasks.phases import controlplane as cp
-from tasks.phases import etcd
-from tasks.phases.context import NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.models import Patches
+from kubeboot.tasks import patches as p
+from kubeboot.tasks import smp
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import controlplane as cp
+from kubeboot.tasks.phases import etcd
+from kubeboot.tasks.phases.context import NodeContext
 
 V4 = "kubeadm.k8s.io/v1beta4"
 TARGETS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeletconfiguration",

@@ -6,11 +6,11 @@ import importlib
 
 import pytest
 
-from config.loader import build_init_config
-from config.phasenames import INIT_PHASE_PATHS
-from workflows.init_tree import INIT_PHASES
-from workflows.phase import walk
-from workflows.selection import UnknownPhaseError, select
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.phasenames import INIT_PHASE_PATHS
+from kubeboot.workflows.init_tree import INIT_PHASES
+from kubeboot.workflows.phase import walk
+from kubeboot.workflows.selection import UnknownPhaseError, select
 
 V4 = "kubeadm.k8s.io/v1beta4"
 NODE = {"apiVersion": V4, "kind": "InitConfiguration",
@@ -46,7 +46,7 @@ def test_api_phases_go_to_the_control_worker_and_file_phases_to_the_node() -> No
 
 
 def test_upload_certs_runs_only_when_asked_for(cfg) -> None:
-    from workflows.local import plan_init
+    from kubeboot.workflows.local import plan_init
 
     steps = {s.path: s.skip_reason for s in plan_init(cfg)}
     assert steps["upload-certs"] == "--upload-certs not given"
@@ -71,7 +71,7 @@ def test_every_action_resolves_to_a_callable_in_tasks_phases() -> None:
     for placed in walk(INIT_PHASES, "init"):
         if placed.phase.action:
             module, _, func = placed.phase.action.partition(":")
-            assert module.startswith("tasks.phases.")
+            assert module.startswith("kubeboot.tasks.phases.")
             assert callable(getattr(importlib.import_module(module), func)), placed.path
 
 
@@ -125,7 +125,7 @@ def test_external_etcd_drops_the_etcd_certs_and_the_local_etcd_manifest() -> Non
 
 def test_skip_phases_from_the_config_file_are_honoured() -> None:
     cfg = build_init_config([{**NODE, "skipPhases": ["preflight"]}])
-    from workflows.local import plan_init
+    from kubeboot.workflows.local import plan_init
 
     assert "preflight" not in ran(plan_init(cfg))
 
@@ -137,7 +137,7 @@ def test_an_unknown_phase_path_is_bad_input_naming_the_valid_ones(cfg, target, s
 
 
 def test_the_local_target_runs_the_node_phases_up_to_kubelet_start_and_nothing_after(cfg) -> None:
-    from workflows.local import plan_init
+    from kubeboot.workflows.local import plan_init
 
     order = ran(plan_init(cfg, "local"))
     assert order[0] == "preflight"

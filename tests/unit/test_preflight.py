@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from config.loader import build_init_config
-from tasks import pki
-from tasks.errors import PermanentError
-from tasks.fsutil import NodeFS
-from tasks.hostfacts import HostFacts, proxy_for
-from tasks.phases import preflight as phase
-from tasks.phases.context import NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.tasks import pki
+from kubeboot.tasks.errors import PermanentError
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.hostfacts import HostFacts, proxy_for
+from kubeboot.tasks.phases import preflight as phase
+from kubeboot.tasks.phases.context import NodeContext
 
 V4 = "kubeadm.k8s.io/v1beta4"
 MARKER = "/var/lib/kubeboot/node.json"

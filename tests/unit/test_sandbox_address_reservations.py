@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import addresses
+from kubeboot.sandbox import addresses
 
 
 @pytest.fixture(autouse=True)

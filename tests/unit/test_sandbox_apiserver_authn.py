@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sandbox.apiserver.authn import ANONYMOUS, Authenticator, AuthError
-from sandbox.apiserver.flags import ApiServerFlags, parse
-from sandbox.apiserver.store import Store
-from sandbox.apiserver.types import UserInfo
+from kubeboot.sandbox.apiserver.authn import ANONYMOUS, Authenticator, AuthError
+from kubeboot.sandbox.apiserver.flags import ApiServerFlags, parse
+from kubeboot.sandbox.apiserver.store import Store
+from kubeboot.sandbox.apiserver.types import UserInfo
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ISSUER = "https://kubernetes.default.svc.cluster.local"

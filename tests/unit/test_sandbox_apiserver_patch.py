@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from sandbox.apiserver import routes, selectors
-from sandbox.apiserver.errors import ApiError
-from sandbox.apiserver.registry import Registry
-from sandbox.apiserver.resources import BY_KEY
-from sandbox.apiserver.store import Store
-from sandbox.apiserver.types import RequestAttributes, UserInfo
+from kubeboot.sandbox.apiserver import routes, selectors
+from kubeboot.sandbox.apiserver.errors import ApiError
+from kubeboot.sandbox.apiserver.registry import Registry
+from kubeboot.sandbox.apiserver.resources import BY_KEY
+from kubeboot.sandbox.apiserver.store import Store
+from kubeboot.sandbox.apiserver.types import RequestAttributes, UserInfo
 
 SMP, MERGE, JSONP = ("application/strategic-merge-patch+json", "application/merge-patch+json",
                      "application/json-patch+json")

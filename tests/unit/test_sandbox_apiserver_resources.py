@@ -11,11 +11,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sandbox.apiserver.errors import ApiError
-from sandbox.apiserver.registry import Registry
-from sandbox.apiserver.resources import BY_KEY
-from sandbox.apiserver.store import Store
-from sandbox.apiserver.types import RequestAttributes, UserInfo
+from kubeboot.sandbox.apiserver.errors import ApiError
+from kubeboot.sandbox.apiserver.registry import Registry
+from kubeboot.sandbox.apiserver.resources import BY_KEY
+from kubeboot.sandbox.apiserver.store import Store
+from kubeboot.sandbox.apiserver.types import RequestAttributes, UserInfo
 
 SECRETS, SERVICES, NODES, PODS = BY_KEY["/secrets"], BY_KEY["/services"], BY_KEY["/nodes"], BY_KEY["/pods"]
 CSR = BY_KEY["certificates.k8s.io/certificatesigningrequests"]

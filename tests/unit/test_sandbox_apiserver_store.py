@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.apiserver.errors import ApiError
-from sandbox.apiserver.store import SYSTEM_NAMESPACES, Store
+from kubeboot.sandbox.apiserver.errors import ApiError
+from kubeboot.sandbox.apiserver.store import SYSTEM_NAMESPACES, Store
 
 CM = "/configmaps"
 

@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from sandbox.controllermanager import csrapprover as ap
-from sandbox.controllermanager import csrs
-from sandbox.controllermanager import csrsigner as sg
-from tasks import pki
+from kubeboot.sandbox.controllermanager import csrapprover as ap
+from kubeboot.sandbox.controllermanager import csrs
+from kubeboot.sandbox.controllermanager import csrsigner as sg
+from kubeboot.tasks import pki
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 CLIENT = ["digital signature", "key encipherment", "client auth"]

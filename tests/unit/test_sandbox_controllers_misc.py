@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from sandbox.controllermanager import client, gc, satokens
-from sandbox.controllermanager.flags import Flags, enabled, parse_duration
-from sandbox.controllermanager.health import health_body
-from tasks import kubeconfig, pki
+from kubeboot.sandbox.controllermanager import client, gc, satokens
+from kubeboot.sandbox.controllermanager.flags import Flags, enabled, parse_duration
+from kubeboot.sandbox.controllermanager.health import health_body
+from kubeboot.tasks import kubeconfig, pki
 
 
 def _segment(text: str) -> bytes:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.controllermanager.bootstrapsigner import signed_data, signing_tokens
-from sandbox.controllermanager.tokencleaner import expired_tokens
+from kubeboot.sandbox.controllermanager.bootstrapsigner import signed_data, signing_tokens
+from kubeboot.sandbox.controllermanager.tokencleaner import expired_tokens
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 KUBECONFIG = ("apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: LS0t\n"

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from sandbox import jws
+from kubeboot.sandbox import jws
 
 # cluster-bootstrap/token/jws/jws_test.go: what Kubernetes' ComputeDetachedSignature returns.
 CONTENT = "Hello from the other side. I must have called a thousand times."

@@ -11,12 +11,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from sandbox.kubelet.kubeclient import rooted
-from sandbox.kubelet.mirrorpods import mirror_pod, pod_status
-from sandbox.kubelet.registration import conditions, kubelet_version, node_object
-from sandbox.kubelet.staticpods import parse_pod
-from sandbox.kubelet.tlsbootstrap import csr_name, csr_object, kubelet_kubeconfig
-from tasks import kubeconfig
+from kubeboot.sandbox.kubelet.kubeclient import rooted
+from kubeboot.sandbox.kubelet.mirrorpods import mirror_pod, pod_status
+from kubeboot.sandbox.kubelet.registration import conditions, kubelet_version, node_object
+from kubeboot.sandbox.kubelet.staticpods import parse_pod
+from kubeboot.sandbox.kubelet.tlsbootstrap import csr_name, csr_object, kubelet_kubeconfig
+from kubeboot.tasks import kubeconfig
 
 A = "127.77.0.2"
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from sandbox.addresses import map_host, map_loopback, node_address
-from sandbox.kubelet import launch
-from sandbox.kubelet.probes import probe_url
-from sandbox.kubelet.staticpods import parse_pod
+from kubeboot.sandbox.addresses import map_host, map_loopback, node_address
+from kubeboot.sandbox.kubelet import launch
+from kubeboot.sandbox.kubelet.probes import probe_url
+from kubeboot.sandbox.kubelet.staticpods import parse_pod
 
 ROOT = Path("/nodes/cp1")
 A = "127.77.0.1"
@@ -115,9 +115,9 @@ def test_etcd_36_runs_the_manifest_flags_unchanged() -> None:
 
 
 BINARY_CASES = [
-    ("kube-apiserver", "sandbox.apiserver"),
-    ("kube-controller-manager", "sandbox.controllermanager"),
-    ("kube-scheduler", "sandbox.scheduler"),
+    ("kube-apiserver", "kubeboot.sandbox.apiserver"),
+    ("kube-controller-manager", "kubeboot.sandbox.controllermanager"),
+    ("kube-scheduler", "kubeboot.sandbox.scheduler"),
 ]
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.apiserver.nodeauth import NodeAuthorizer, node_identity, pod_references
-from sandbox.apiserver.types import RequestAttributes, UserInfo
+from kubeboot.sandbox.apiserver.nodeauth import NodeAuthorizer, node_identity, pod_references
+from kubeboot.sandbox.apiserver.types import RequestAttributes, UserInfo
 
 CP1 = UserInfo("system:node:cp1", ("system:nodes", "system:authenticated"))
 NO_RELATION = "no relationship found between node 'cp1' and this object"

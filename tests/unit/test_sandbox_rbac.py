@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.apiserver.rbac import build_authorizer
-from sandbox.apiserver.types import RequestAttributes, UserInfo
+from kubeboot.sandbox.apiserver.rbac import build_authorizer
+from kubeboot.sandbox.apiserver.types import RequestAttributes, UserInfo
 
 RBAC = "rbac.authorization.k8s.io"
 Obj = dict[str, Any]

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from sandbox.apiserver import bootstrappolicy
-from sandbox.apiserver.rbac import RBACAuthorizer, build_authorizer, rule_allows, union
-from sandbox.apiserver.types import RequestAttributes, UserInfo
+from kubeboot.sandbox.apiserver import bootstrappolicy
+from kubeboot.sandbox.apiserver.rbac import RBACAuthorizer, build_authorizer, rule_allows, union
+from kubeboot.sandbox.apiserver.types import RequestAttributes, UserInfo
 
 RBAC = "rbac.authorization.k8s.io"
 Obj = dict[str, Any]

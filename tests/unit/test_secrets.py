@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import Settings
-from tasks.state.secrets import NONCE_BYTES, SecretBox, SecretError, box_from_settings, load_or_create_key
+from kubeboot.config.settings import Settings
+from kubeboot.tasks.state.secrets import NONCE_BYTES, SecretBox, SecretError, box_from_settings, load_or_create_key
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from config.errors import ConfigError
-from config.settings import Settings, parse_secret_key
+from kubeboot.config.errors import ConfigError
+from kubeboot.config.settings import Settings, parse_secret_key
 
 KEY = bytes(range(32))
 HOME = {"HOME": "/home/ada"}

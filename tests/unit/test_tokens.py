@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from config import constants as c
-from config.models import BootstrapToken
-from tasks import tokens
-from tasks.phases.context import MemorySecrets
+from kubeboot.config import constants as c
+from kubeboot.config.models import BootstrapToken
+from kubeboot.tasks import tokens
+from kubeboot.tasks.phases.context import MemorySecrets
 
 NOW = datetime(2030, 5, 17, 8, 30, 15, 999_000, tzinfo=UTC)
 TOKEN = tokens.TokenString("abcdef", "0123456789abcdef")

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from tasks import kubeconfig as kcfg
-from tasks import pki
-from tasks.phases import bootstraptoken as bt
-from tasks.phases import showjoin
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks import kubeconfig as kcfg
+from kubeboot.tasks import pki
+from kubeboot.tasks.phases import bootstraptoken as bt
+from kubeboot.tasks.phases import showjoin
 
 V4 = "kubeadm.k8s.io/v1beta4"
 RBAC = "rbac.authorization.k8s.io"

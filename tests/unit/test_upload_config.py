@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from tasks.phases import uploadconfig as uc
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks.phases import uploadconfig as uc
 
 V4 = "kubeadm.k8s.io/v1beta4"
 RBAC = "rbac.authorization.k8s.io"

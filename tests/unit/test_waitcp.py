@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
-from config.loader import build_init_config
-from config.resolved import InitConfig
-from tasks.errors import PermanentError, TemporaryError
-from tasks.fsutil import NodeFS
-from tasks.phases import controlplane
-from tasks.phases import waitcp as phase
-from tasks.phases.context import MemorySecrets, NodeContext
+from kubeboot.config.loader import build_init_config
+from kubeboot.config.resolved import InitConfig
+from kubeboot.tasks.errors import PermanentError, TemporaryError
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases import controlplane
+from kubeboot.tasks.phases import waitcp as phase
+from kubeboot.tasks.phases.context import MemorySecrets, NodeContext
 
 V4 = "kubeadm.k8s.io/v1beta4"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
