@@ -7,22 +7,9 @@ them. Exit codes: 0 success, 1 a phase failed, 2 bad input (one line on stderr s
 
 from __future__ import annotations
 
-import sys
-from typing import NoReturn
-
 import click
 
-BAD_INPUT = 2
-FAILED = 1
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}" if code == BAD_INPUT else message, err=True)
-    sys.exit(code)
-
-
-def _split_csv(values: tuple[str, ...]) -> list[str]:
-    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+from kubeboot.workers.cli_common import BAD_INPUT, fail, split_csv
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -59,11 +46,11 @@ def print_init_defaults(component_configs: tuple[str, ...]) -> None:
     """Print the default InitConfiguration and ClusterConfiguration, like `kubeadm config print init-defaults`."""
     from kubeboot.config.printing import init_defaults_yaml
 
-    kinds = _split_csv(component_configs)
+    kinds = split_csv(component_configs)
     try:
         click.echo(init_defaults_yaml(component_configs=kinds), nl=False)
     except ValueError as e:
-        _fail(f"--component-configs: {e}", BAD_INPUT)
+        fail(f"--component-configs: {e}", BAD_INPUT)
 
 
 @config_group.command("validate")
@@ -76,7 +63,7 @@ def validate(file: str) -> None:
     try:
         load_init_config(file)
     except ConfigError as e:
-        _fail(str(e), BAD_INPUT)
+        fail(str(e), BAD_INPUT)
     click.echo("ok")
 
 
@@ -141,23 +128,28 @@ def init_phase(
         config_file=config_file,
         root=root,
         node=node,
-        skip=_split_csv(skip_phases),
-        ignore=_split_csv(ignore_preflight_errors),
+        skip=split_csv(skip_phases),
+        ignore=split_csv(ignore_preflight_errors),
         patches=patches,
         kubelet_driver=kubelet_driver,
         upload_certs=upload_certs,
     )
     if code:
-        _fail(message, code)
+        # A failed phase's line is kubeadm's own ("error execution phase X: ..."), unprefixed.
+        fail(message, code, prefix="error: " if code == BAD_INPUT else "")
 
 
-def _register_run_commands() -> None:
-    from kubeboot.workers.cli_runs import register
+def _register_commands() -> None:
+    # Each command module imports only click and cli_common at load time (no cycle between them).
+    from kubeboot.workers.cli_runs import resume, runs, status, submit_group
+    from kubeboot.workers.cli_sandbox import sandbox_group
+    from kubeboot.workers.cli_workers import flower, worker_group
 
-    register(main)
+    for cmd in (submit_group, status, runs, resume, worker_group, flower, sandbox_group):
+        main.add_command(cmd)
 
 
-_register_run_commands()
+_register_commands()
 
 if __name__ == "__main__":
     main()

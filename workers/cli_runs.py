@@ -1,41 +1,20 @@
-"""``kubeboot submit | status | runs | resume | worker | flower``: the distributed side of the CLI.
+"""``kubeboot submit | status | runs | resume``: runs on the workers, followed through the run state.
 
-Imports only click at load time (see ``workers.cli``). Exit codes: 0 success, 1 the run failed or
-was refused, 2 bad input.
+Imports only click at load time (see ``workers.cli``); exit codes and helpers in ``workers.cli_common``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 import click
 
+from kubeboot.workers.cli_common import BAD_INPUT, FAILED, OUTPUTS, fail, services, split_csv
+
 if TYPE_CHECKING:
     from kubeboot.workers.services import Services
-
-BAD_INPUT = 2
-FAILED = 1
-OUTPUTS = click.Choice(["text", "json"])
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _services() -> Services:
-    from kubeboot.config.errors import ConfigError
-    from kubeboot.workers.redis_server import EmbeddedRedisError
-    from kubeboot.workers.services import Services
-
-    try:
-        return Services.connect()
-    except ConfigError as e:
-        _fail(str(e), BAD_INPUT)
-    except EmbeddedRedisError as e:
-        _fail(str(e), FAILED)
 
 
 def _finish(svc: Services, run_id: str, wait: bool, output: str) -> None:
@@ -77,20 +56,20 @@ def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bo
     from kubeboot.workflows.runs import RunRefusedError, submit_init
     from kubeboot.workflows.selection import UnknownPhaseError
 
-    skip = [v.strip() for item in skip_phases for v in item.split(",") if v.strip()]
+    skip = split_csv(skip_phases)
     try:
         cfg = load_init_config(config_file)
         from kubeboot.workflows.local import plan_init
 
         plan_init(cfg, "all", skip)  # bad phase paths are bad input, before anything is recorded
     except (ConfigError, UnknownPhaseError) as e:
-        _fail(str(e), BAD_INPUT)
-    svc = _services()
+        fail(str(e), BAD_INPUT)
+    svc = services()
     app = svc.app()
     try:
         sub = submit_init(app, svc.redis, svc.store, svc.settings, cfg, skip=skip, upload_certs=upload_certs)
     except RunRefusedError as e:
-        _fail(str(e), FAILED)
+        fail(str(e), FAILED)
     if output == "text":
         click.echo(f"[submit] run {sub.run.id}: init of cluster {sub.run.cluster}, node {cfg.node_name} "
                    f"(queues {', '.join(sub.queues)})")
@@ -105,9 +84,9 @@ def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bo
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
 def status(run_id: str, watch: bool, output: str) -> None:
     """Show a run: per node and phase, status, attempts, time and last error."""
-    svc = _services()
+    svc = services()
     if svc.store.get_run(run_id) is None:
-        _fail(f"no run {run_id}; list runs with `kubeboot runs`", BAD_INPUT)
+        fail(f"no run {run_id}; list runs with `kubeboot runs`", BAD_INPUT)
     _finish(svc, run_id, watch, output)
 
 
@@ -118,7 +97,7 @@ def runs(cluster: str | None, output: str) -> None:
     """List runs, newest first."""
     from kubeboot.workers.progress import runs_json
 
-    svc = _services()
+    svc = services()
     records = svc.store.list_runs(cluster=cluster)
     if output == "json":
         click.echo(json.dumps(runs_json(records), indent=2))
@@ -137,19 +116,11 @@ def resume(run_id: str, wait: bool, output: str) -> None:
     from kubeboot.workflows.runs import RunRefusedError
     from kubeboot.workflows.runs import resume as resume_run
 
-    svc = _services()
+    svc = services()
     try:
         run = resume_run(svc.app(), svc.redis, svc.store, svc.settings, run_id)
     except RunRefusedError as e:
-        _fail(str(e), FAILED)
+        fail(str(e), FAILED)
     if output == "text":
         click.echo(f"[resume] run {run.id} is {run.status}")
     _finish(svc, run_id, wait, output)
-
-
-def register(main: click.Group) -> None:
-    from kubeboot.workers.cli_sandbox import sandbox_group
-    from kubeboot.workers.cli_workers import flower, worker_group
-
-    for cmd in (submit_group, status, runs, resume, worker_group, flower, sandbox_group):
-        main.add_command(cmd)

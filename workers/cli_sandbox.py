@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+
+from kubeboot.workers.cli_common import BAD_INPUT, FAILED, OUTPUTS, fail, services
 
 if TYPE_CHECKING:
     from kubeboot.workers.sandbox_env import SandboxEnv
 
 
 def _env() -> tuple[Path, SandboxEnv]:
-    from kubeboot.workers.cli_runs import _services
     from kubeboot.workers.sandbox_env import SandboxEnv
 
-    svc = _services()
+    svc = services()
     directory = svc.settings.state_dir / "sandbox"
     return directory, SandboxEnv(directory, click.echo)
 
@@ -34,14 +34,12 @@ def sandbox_group() -> None:
 def up(nodes: int, clusters: int, kubernetes_version: str | None) -> None:
     """Start the embedded Redis, a control worker, and per node a node worker and a sandbox kubelet."""
     if nodes < 1 or clusters < 1:
-        click.echo("error: --nodes and --clusters must be at least 1", err=True)
-        sys.exit(2)
+        fail("--nodes and --clusters must be at least 1", BAD_INPUT)
     directory, env = _env()
     try:
         box = env.up(clusters, nodes, kubernetes_version)
     except RuntimeError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
+        fail(str(e), FAILED)
     click.echo(f"[sandbox] up in {directory}")
     click.echo(f"{'NODE':<14} {'ADDRESS':<14} {'QUEUE':<20} ROOT")
     for n in box.nodes:
@@ -51,7 +49,7 @@ def up(nodes: int, clusters: int, kubernetes_version: str | None) -> None:
 
 
 @sandbox_group.command("status")
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
 def status(output: str) -> None:
     """Show the sandbox's nodes, their addresses and queues, and whether their processes run."""
     _, env = _env()
@@ -86,6 +84,5 @@ def down() -> None:
     if not settings.redis_url:
         EmbeddedRedis(settings.state_dir).stop()
     if left:
-        click.echo(f"error: processes still alive: {left}", err=True)
-        sys.exit(1)
+        fail(f"processes still alive: {left}", FAILED)
     click.echo("[sandbox] down: no process left")

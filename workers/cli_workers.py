@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from kubeboot.workers.cli_common import services
+
 
 @click.group("worker")
 def worker_group() -> None:
@@ -49,9 +51,8 @@ def _preload_phases(role: str) -> None:
 def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, kubelet: str,
                 concurrency: int, loglevel: str, includes: tuple[str, ...] = (), address: str = "") -> None:
     from kubeboot.tasks.runtime import WorkerRuntime, install
-    from kubeboot.workers.cli_runs import _services
 
-    svc = _services()
+    svc = services()
     app = svc.app(extra_queues=[queue])
     if kubelet == "sandbox":
         _register_sandbox_kubelet()
@@ -109,9 +110,8 @@ def worker_control(concurrency: int, loglevel: str, name: str, includes: tuple[s
 @click.option("--basic-auth", help="user:password[,user:password] (default KUBEBOOT_FLOWER_BASIC_AUTH).")
 def flower(port: int | None, address: str, basic_auth: str | None) -> None:
     """Start Flower on the same broker: every run's phases, live."""
-    from kubeboot.workers.cli_runs import _services
 
-    svc = _services()
+    svc = services()
     app = svc.app()
     argv = ["flower", f"--port={port or svc.settings.flower_port}", f"--address={address}"]
     auth = basic_auth or svc.settings.flower_basic_auth

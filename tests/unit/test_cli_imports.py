@@ -27,3 +27,25 @@ def test_rendering_the_phase_tree_help_imports_no_heavy_module() -> None:
     modules = modules_after("import kubeboot.workers.cli\nkubeboot.workers.cli._phase_tree_help()")
     assert "kubeboot.workflows.init_tree" in modules
     assert heavy_in(modules) == []
+
+
+def test_cli_command_modules_import_only_the_common_module() -> None:
+    """workers/cli_*.py import no other command module (no cycle): shared helpers live in cli_common."""
+    import ast
+    from pathlib import Path
+
+    workers = Path(__file__).resolve().parents[2] / "workers"
+    found: dict[str, set[str]] = {}
+    for path in sorted(workers.glob("cli*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        found[path.stem] = {n.rsplit(".", 1)[-1] for n in names if n.startswith("kubeboot.workers.cli")}
+    assert set(found) >= {"cli", "cli_common", "cli_runs", "cli_workers", "cli_sandbox"}
+    assert found.pop("cli_common") == set()
+    commands = {stem for stem in found if stem != "cli"}
+    assert found.pop("cli") == {"cli_common", *commands}
+    assert {stem: deps for stem, deps in found.items() if deps - {"cli_common"}} == {}
