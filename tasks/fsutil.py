@@ -4,6 +4,10 @@ Every node path is ``root / <absolute kubeadm path>`` (ARCHITECTURE section 2), 
 host many simulated nodes. Writes go to a temporary file in the same directory and are renamed into
 place: a crash never leaves a half-written file. A write whose content and mode already match does
 not touch the file, so re-running a phase leaves bytes and mtimes alone.
+
+This module also holds the project's one atomic-write helper (``atomic_write``: every file kubeboot
+and its sandbox replace, node files or their own state) and its one way of handing in-memory PEM
+to ``ssl`` (``load_cert_chain_pem``), which only reads certificate chains from files.
 """
 
 from __future__ import annotations
@@ -11,6 +15,45 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ssl
+
+
+def atomic_write(path: str | Path, data: bytes | str, mode: int = 0o644, *, dir_mode: int = 0o755) -> None:
+    """Replace ``path`` with ``data``: temp file in the same directory, fsync, chmod, rename.
+
+    The temporary file is created 0600 (mkstemp), so a secret is never readable by others, not even
+    for an instant; missing parent directories are created with ``dir_mode``.
+    """
+    target = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    if not target.parent.is_dir():
+        target.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_cert_chain_pem(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    """``context.load_cert_chain`` from PEM bytes: ``ssl`` reads only files, so they live in a private
+    (0700) temporary directory for the duration of the call and no key material stays on disk."""
+    with tempfile.TemporaryDirectory(prefix="kubeboot-tls-") as tmp:
+        cert_path, key_path = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+        for path, data in ((cert_path, cert_pem), (key_path, key_pem)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        context.load_cert_chain(cert_path, key_path)
 
 
 class NodeFS:
@@ -49,19 +92,7 @@ class NodeFS:
                 return False
         except FileNotFoundError:
             pass
-        if not target.parent.is_dir():
-            target.parent.mkdir(mode=dir_mode, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(raw)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, raw, mode, dir_mode=dir_mode)
         return True
 
     def remove(self, node_path: str) -> bool:

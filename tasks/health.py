@@ -14,16 +14,15 @@ Nothing here retries or sleeps: waiting is the caller's business (one bounded at
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import ssl
-import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from kubeboot.tasks import kubeconfig as kc
+from kubeboot.tasks.fsutil import load_cert_chain_pem
 
 DEFAULT_TIMEOUT = 2.0  # seconds per probe: a healthy local component answers in milliseconds
 _BODY_LIMIT = 4096  # health bodies are "ok" or a short check list; never read more
@@ -72,20 +71,8 @@ def _tls_context(client_cert: ClientCert | None) -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE  # kubeadm: InsecureSkipVerify
     if client_cert is not None:
-        _load_client_cert(ctx, client_cert)
+        load_cert_chain_pem(ctx, client_cert.cert_pem, client_cert.key_pem)
     return ctx
-
-
-def _load_client_cert(ctx: ssl.SSLContext, client_cert: ClientCert) -> None:
-    # The ssl module only loads certificate chains from files: a private directory that lives for
-    # the duration of the call, so no key material stays on disk.
-    with tempfile.TemporaryDirectory(prefix="kubeboot-probe-") as tmp:
-        cert_path, key_path = os.path.join(tmp, "client.crt"), os.path.join(tmp, "client.key")
-        for path, data in ((cert_path, client_cert.cert_pem), (key_path, client_cert.key_pem)):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        ctx.load_cert_chain(cert_path, key_path)
 
 
 def _connection(url: str, timeout: float, client_cert: ClientCert | None) -> http.client.HTTPConnection:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import ssl
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -30,6 +29,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from kubeboot.tasks.errors import PermanentError, TemporaryError
+from kubeboot.tasks.fsutil import load_cert_chain_pem
 from kubeboot.tasks.retry import api_call_policy
 
 __all__ = [
@@ -92,11 +92,7 @@ def _ssl_context(cluster: Obj, user: Obj) -> ssl.SSLContext:
         context.verify_mode = ssl.CERT_NONE
     cert, key = _pem(user, "client-certificate"), _pem(user, "client-key")
     if cert and key:
-        # load_cert_chain only reads files: a private directory that lives for this call only.
-        with tempfile.TemporaryDirectory(prefix="kubeapi-") as tmp:
-            (Path(tmp) / "cert.pem").write_bytes(cert)
-            (Path(tmp) / "key.pem").write_bytes(key)
-            context.load_cert_chain(Path(tmp) / "cert.pem", Path(tmp) / "key.pem")
+        load_cert_chain_pem(context, cert, key)
     return context
 
 

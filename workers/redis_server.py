@@ -39,6 +39,7 @@ import redis
 
 from kubeboot.config import constants as c
 from kubeboot.config.settings import Settings
+from kubeboot.tasks.fsutil import atomic_write
 
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes on Linux, 104 on macOS, including the NUL
 
@@ -278,8 +279,4 @@ def _quote(value: str) -> str:
 
 def _write_private(path: Path, text: str) -> None:
     """Atomic replace with mode 0600 from the first byte."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, text, 0o600)

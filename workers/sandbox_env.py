@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from kubeboot.tasks.fsutil import atomic_write
+
 V4 = "kubeadm.k8s.io/v1beta4"
 STATE_FILE = "sandbox.json"
 
@@ -66,9 +68,7 @@ class Sandbox:
 
     def save(self) -> None:
         path = Path(self.dir) / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(asdict(self), indent=2))
 
 
 def init_config(cluster: str, node: SandboxNode, version: str | None) -> list[dict[str, Any]]:

@@ -16,16 +16,15 @@ import json
 import logging
 import socket
 import ssl
-import tempfile
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from kubeboot.tasks import pki
+from kubeboot.tasks.fsutil import load_cert_chain_pem
 
 HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
 Check = Callable[[], str | None]  # None when healthy, else the reason
@@ -58,13 +57,7 @@ def _is_ip(text: str) -> bool:
 def tls_context(chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    # ssl wants files: they live only while being loaded, like the component's in-memory pair.
-    with tempfile.TemporaryDirectory(prefix="serving-") as tmp:
-        cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
-        cert_file.write_bytes(chain_pem)
-        key_file.touch(mode=0o600)
-        key_file.write_bytes(key_pem)
-        ctx.load_cert_chain(cert_file, key_file)
+    load_cert_chain_pem(ctx, chain_pem, key_pem)
     return ctx
 
 

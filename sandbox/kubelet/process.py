@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kubeboot.tasks.fsutil import atomic_write
+
 STOP_GRACE_SECONDS = 5.0  # SIGTERM, then SIGKILL (the kubelet's grace period is longer: 30 s)
 _POLL = 0.05
 
@@ -104,10 +106,7 @@ def stop_group(pid: int, started: int | None, *, popen: subprocess.Popen[bytes] 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomically replace ``path`` with ``data`` as JSON (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -119,10 +118,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_pid(path: Path, pid: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(f"{pid}\n")
-    tmp.replace(path)
+    atomic_write(path, f"{pid}\n")
 
 
 def read_pid(path: Path) -> int | None:

@@ -35,6 +35,7 @@ from kubeboot.config import constants as c
 from kubeboot.sandbox.kubelet import kubeclient
 from kubeboot.sandbox.kubelet.layout import node_path
 from kubeboot.tasks import goyaml
+from kubeboot.tasks.fsutil import atomic_write
 from kubeboot.tasks.kubeconfig import KubeconfigError, parse
 
 log = logging.getLogger("kubeboot.sandbox.kubelet")
@@ -169,11 +170,7 @@ def _write_credentials(root: Path, server: str, ca_data: bytes, cert: bytes, key
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    atomic_write(path, data, 0o600)
 
 
 def wait_and_bootstrap(root: Path, node_name: str, address: str, stop: threading.Event) -> bool:
