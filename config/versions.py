@@ -13,11 +13,29 @@ from typing import Final
 
 SUPPORTED_MINORS: Final = (34, 35, 36)
 DEFAULT_KUBERNETES_VERSION: Final = "v1.36.1"
-# kubeadm resolves these labels over the internet; offline it falls back to its own version.
-# kubeboot never goes online for this, so every label means the default version.
-VERSION_LABELS: Final = frozenset({"stable", "stable-1", "stable-1.36", "latest", "latest-1"})
-
+# The release each supported minor's label names (``stable-1.34`` ...): the patch release kubeboot's
+# artifacts of that minor were checked against (kubeadm-spec section 1: v1.34.3 and v1.36.1 logs and
+# manifests; v1.35's .0 release).
+MINOR_RELEASES: Final = {34: "v1.34.3", 35: "v1.35.0", 36: DEFAULT_KUBERNETES_VERSION}
+# kubeadm resolves version labels (kubeReleaseLabelRegex: stable, latest, stable-1, stable-1.34 ...)
+# over the internet; kubeboot never goes online for this: a label without a minor means the default
+# version, a label with a minor that minor's release above.
+_LABEL_RE = re.compile(r"^(?:stable|latest)(?:-1(?:\.(\d+))?)?$")
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$")
+
+
+def resolve_label(text: str) -> str | None:
+    """The version a label such as ``stable-1.35`` stands for; None when ``text`` is not a label;
+    ValueError for a label naming a minor kubeboot does not support."""
+    m = _LABEL_RE.match(text)
+    if not m:
+        return None
+    if m[1] is None:
+        return DEFAULT_KUBERNETES_VERSION
+    if int(m[1]) not in MINOR_RELEASES:
+        lo, hi = min(MINOR_RELEASES), max(MINOR_RELEASES)
+        raise ValueError(f"kubernetesVersion {text} is not supported: kubeboot supports v1.{lo}.x to v1.{hi}.x")
+    return MINOR_RELEASES[int(m[1])]
 
 
 @total_ordering
@@ -31,8 +49,7 @@ class Version:
     @classmethod
     def parse(cls, text: str) -> Version:
         """Parse ``v1.36.1`` (or a label such as ``stable-1``); ValueError if neither."""
-        if text in VERSION_LABELS:
-            text = DEFAULT_KUBERNETES_VERSION
+        text = resolve_label(text) or text
         m = _VERSION_RE.match(text)
         if not m:
             raise ValueError(f"{text!r} is not a Kubernetes version (expected e.g. v1.36.1)")
