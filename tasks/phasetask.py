@@ -116,10 +116,10 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
         ctx: PhaseContext
         if self.phase_target == "control":
             ctx = ControlContext(rt.config(run_id), node, out=out, secrets=secrets, scratch=scratch,
-                                 address_map=rt.address_map)
+                                 address_map=rt.address_map, show_secrets=False)  # out is the worker log
         else:
             ctx = NodeContext(rt.config(run_id), NodeFS(rt.root), out=out, secrets=secrets, scratch=scratch,
-                              address_map=rt.address_map, kubelet=rt.kubelet)
+                              address_map=rt.address_map, kubelet=rt.kubelet, show_secrets=False)
         module, _, func = self.phase_action.partition(":")
         getattr(importlib.import_module(module), func)(ctx, *self.phase_args)
 

@@ -101,4 +101,4 @@ def _context_for(step: Step, ctx: NodeContext) -> PhaseContext:
         if data is not None and ctx.secrets.get(name) is None:
             ctx.secrets.put(name, data)
     return ControlContext(ctx.cfg, ctx.cfg.node_name, out=ctx.out, now=ctx.now, secrets=ctx.secrets,
-                          scratch=ctx.scratch, address_map=ctx.address_map)
+                          scratch=ctx.scratch, address_map=ctx.address_map, show_secrets=ctx.show_secrets)

@@ -133,9 +133,9 @@ def token_secrets(ctx: ControlContext) -> tuple[list[tokens.TokenString], list[O
 
 def print_tokens(ctx: ControlContext, found: list[tokens.TokenString]) -> None:
     if len(found) == 1:
-        ctx.log(PHASE, f"Using token: {found[0]}")
+        ctx.log(PHASE, ctx.shown(f"Using token: {found[0]}"))
     elif found:
-        ctx.log(PHASE, f"Using tokens: [{' '.join(map(str, found))}]")
+        ctx.log(PHASE, ctx.shown(f"Using tokens: [{' '.join(map(str, found))}]"))
 
 
 def run_bootstrap_token(ctx: ControlContext) -> None:

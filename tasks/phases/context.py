@@ -23,6 +23,7 @@ from kubeboot.config import constants as c
 from kubeboot.config.resolved import InitConfig
 from kubeboot.tasks.errors import PermanentError, PhaseError, TemporaryError
 from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.redaction import redact
 
 __all__ = [
     "ControlContext", "MemorySecrets", "NodeContext", "PermanentError", "PhaseContext", "PhaseError",
@@ -78,12 +79,20 @@ class PhaseContext:
     # Loopback names → the node's own address, when simulated nodes share one host: a health check
     # of "127.0.0.1:10257" on such a node goes to its address instead (a node runtime setting).
     address_map: dict[str, str] = field(default_factory=dict)
+    # True when ``out`` is the terminal of the person who ran the phase (``kubeboot init phase``):
+    # tokens and keys are printed whole, as kubeadm prints them. A phase run as a task prints to the
+    # worker's log, which is shipped and kept: there they show redacted (``tasks.redaction``).
+    show_secrets: bool = True
 
     def map_address(self, host: str) -> str:
         return self.address_map.get(host.strip("[]"), host)
 
     def log(self, phase: str, message: str) -> None:
         self.out(f"[{phase}] {message}")
+
+    def shown(self, text: str) -> str:
+        """``text`` holding a secret, as ``out`` may print it: whole on a terminal, redacted in a log."""
+        return text if self.show_secrets else redact(text)
 
     def kubeconfig(self, name: str) -> bytes | None:
         """A kubeconfig file's bytes (``admin.conf`` ...), as far as this context can see it."""

@@ -3,7 +3,9 @@
 Reads: the bootstrap tokens of this run (config, else the run secrets ``bootstrap-token.<i>`` the
 bootstrap-token phase stored), the run secret ``certificate-key`` (present when upload-certs ran),
 ``admin.conf`` from the run's secrets (server and CA: the ``sha256:`` public key pin).
-Writes: the run secret ``join-command`` = the printed text, so the CLI can show it again.
+Writes: the run secret ``join-command`` = the printed text, so the CLI can show it again. Printed to a
+log (``ctx.show_secrets`` false: a phase run as a task), the text shows tokens as ``<id>.<redacted>``
+and the certificate key as ``<redacted>``.
 
 The commands say ``kubeadm join`` on purpose: a stock kubeadm can join a kubeboot cluster. Text as
 kubeadm's initDoneTempl (cmd/phases/init/showjoincommand.go) and joinCommandTemplate (cmd/util/join.go),
@@ -103,5 +105,7 @@ def run_show_join_command(ctx: ControlContext) -> None:
             worker_command=join_command(host_port, str(token), [ca_hash])))
     text = "".join(texts)
     ctx.secrets.put(c.SECRET_JOIN_COMMAND, text.encode())
-    for line in text.removesuffix("\n").split("\n"):
+    # In a log the commands show without token secret and certificate key; the submitter reads
+    # them whole from the run secret (``submit --wait``, ``status --show-join-command``).
+    for line in ctx.shown(text).removesuffix("\n").split("\n"):
         ctx.out(line)

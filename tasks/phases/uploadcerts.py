@@ -189,7 +189,7 @@ def upload_certs(ctx: NodeContext, *, clock: Clock) -> None:
     except copycerts.CertificateKeyError as e:
         raise PermanentError(str(e)) from None
     if ctx.cfg.init.dryRun:  # kubeadm's dry-run client writes nothing; neither do we
-        ctx.log(PHASE, f"Using certificate key:\n{key_hex}")
+        ctx.log(PHASE, ctx.shown(f"Using certificate key:\n{key_hex}"))
         return
     admin = ctx.kubeconfig(c.ADMIN_CONF)
     if admin is None:
@@ -202,7 +202,7 @@ def upload_certs(ctx: NodeContext, *, clock: Clock) -> None:
     kubeapi.ensure(api, certs_secret(sealed, owner_reference(owner)))
     for obj in rbac_objects():
         kubeapi.ensure(api, obj)
-    ctx.log(PHASE, f"Using certificate key:\n{key_hex}")
+    ctx.log(PHASE, ctx.shown(f"Using certificate key:\n{key_hex}"))
 
 
 def _now() -> datetime:
