@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import ssl
 import subprocess
 import sys
 import sysconfig
@@ -83,6 +84,121 @@ def redis_server() -> object:
         proc.kill()  # nothing to persist; a graceful shutdown would only add ~100 ms per test
         proc.wait(timeout=30)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --- the emulated kube-apiserver of one node root, as a process ------------------------------------
+APISERVER_DEADLINE = 30.0  # bound of the wait for /readyz after a start; a bound, never an assertion
+
+
+class EmulatedApiServer:
+    """``python -m kubeboot.sandbox.apiserver ARGV`` for a node root, the way the sandbox kubelet runs it.
+
+    ``argv`` is a kube-apiserver command line whose paths the caller already mapped into ``root``; its
+    store lives in ``root``'s sandbox directory, so a restart keeps the objects. ``start`` returns once
+    ``/readyz`` answers 200 over TLS (``root``'s cluster CA); output goes to ``log``, quoted when the
+    server exits early. Its own session, so a stop reaches nothing else.
+    """
+
+    def __init__(self, root: Path, argv: list[str], address: str, port: int, log: Path | None = None) -> None:
+        self.root, self.argv, self.address, self.port = root, argv, address, port
+        self.log = log or root / "apiserver.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ca(self) -> Path:
+        return self.root / "etc/kubernetes/pki/ca.crt"
+
+    def start(self) -> EmulatedApiServer:
+        import os
+        import time
+
+        env = {**os.environ, "KUBEBOOT_SANDBOX_DIR": str(self.root / "var/lib/kubeboot-sandbox"),
+               "PYTHONUNBUFFERED": "1"}
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "kubeboot.sandbox.apiserver", *self.argv],
+                                         env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        end = time.monotonic() + APISERVER_DEADLINE
+        while self.status("/readyz")[0] != 200:
+            if self.proc.poll() is not None:
+                pytest.fail(f"the emulated API server exited with {self.proc.returncode}\n{self.log.read_text()}")
+            if time.monotonic() > end:
+                pytest.fail(f"the emulated API server was not ready within {APISERVER_DEADLINE:.0f}s\n"
+                            f"{self.log.read_text()}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> int:
+        """SIGTERM (a clean shutdown); its exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(timeout=30)
+
+    def tls(self, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        if cert and key:
+            ctx.load_cert_chain(cert, key)
+        return ctx
+
+    def status(self, path: str, headers: dict[str, str] | None = None,
+               ctx: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+        """``GET path`` over TLS: (status, body), or (0, b"") when nothing answers."""
+        import http.client
+
+        conn = http.client.HTTPSConnection(self.address, self.port, context=ctx or self.tls(), timeout=10)
+        try:
+            conn.request("GET", path, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        except OSError:
+            return 0, b""
+        finally:
+            conn.close()
+
+    def client(self, conf: str = "super-admin.conf") -> Any:
+        """An official ``kubernetes`` ApiClient from one of the root's kubeconfig files."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.root / "etc/kubernetes" / conf))
+
+
+class ApiServers:
+    """What the ``emulated_apiserver`` fixture gives: starts servers, stops those left running at the end."""
+
+    def __init__(self) -> None:
+        self.started: list[EmulatedApiServer] = []
+
+    @staticmethod
+    def argv(cfg: Any, root: Path) -> list[str]:
+        """The generated kube-apiserver manifest's flags for ``cfg``, paths mapped into ``root`` as the
+        sandbox kubelet maps them."""
+        from kubeboot.tasks.phases import controlplane
+
+        return [a.replace("=/etc/kubernetes/", f"={root}/etc/kubernetes/")
+                for a in controlplane.apiserver_command(cfg)[1:]]
+
+    def start(self, root: Path, argv: list[str], address: str, port: int,
+              log: Path | None = None) -> EmulatedApiServer:
+        server = EmulatedApiServer(root, argv, address, port, log)
+        self.started.append(server)
+        return server.start()
+
+    def close(self) -> None:
+        for server in self.started:
+            if server.proc is not None and server.proc.poll() is None:
+                server.stop()
+
+
+@pytest.fixture(scope="module")
+def emulated_apiserver() -> Iterator[ApiServers]:
+    """The one way integration tests start the emulated kube-apiserver (:class:`ApiServers`). A test stops
+    its server itself when it checks the exit code; whatever still runs when the module ends is stopped."""
+    servers = ApiServers()
+    try:
+        yield servers
+    finally:
+        servers.close()
 
 
 # --- the workflow engine end to end: embedded Redis, real workers, the real CLI ---------------------

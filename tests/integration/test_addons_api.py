@@ -5,11 +5,7 @@ resourceVersions) and creates no duplicate; an edited Corefile and a scaled Depl
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +18,7 @@ from kubeboot.config.loader import build_init_config
 from kubeboot.config.resolved import InitConfig
 from kubeboot.tasks import certlist, kubeapi
 from kubeboot.tasks.fsutil import NodeFS
-from kubeboot.tasks.phases import addons, certs, controlplane, kubeconfig
+from kubeboot.tasks.phases import addons, certs, kubeconfig
 from kubeboot.tasks.phases.context import ControlContext, MemorySecrets, NodeContext
 
 pytestmark = pytest.mark.integration
@@ -50,7 +46,7 @@ def free_port() -> int:
 class Cluster:
     root: Path
     cfg: InitConfig
-    proc: subprocess.Popen[bytes]
+    server: Any  # conftest's EmulatedApiServer
     secrets: MemorySecrets
     lines: list[str] = field(default_factory=list)
 
@@ -81,20 +77,8 @@ class Cluster:
         return {key: self.get(*key)["metadata"]["resourceVersion"] for key in ALL_OBJECTS}
 
 
-def wait_live(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, log.read_text()
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex((ADDRESS, port)) == 0:
-                return
-        assert time.monotonic() < deadline, "the emulated API server did not start listening"
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("node")
     port = free_port()
     cfg = build_init_config([
@@ -115,15 +99,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         kubeconfig.run_kubeconfig_file(ctx, name)
     # The kubeconfig phase shares these two with the control worker through the run's secrets.
     assert secrets.get("admin.conf") and secrets.get("super-admin.conf")
-    argv = [a.replace("=/etc/kubernetes/", f"={root}/etc/kubernetes/") for a in controlplane.apiserver_command(cfg)[1:]]
-    log = root / "apiserver.log"
-    env = dict(os.environ, KUBEBOOT_SANDBOX_DIR=str(root / "var/lib/kubeboot-sandbox"))
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "kubeboot.sandbox.apiserver", *argv], env=env,
-                                stdout=out, stderr=out)
+    server = emulated_apiserver.start(root, emulated_apiserver.argv(cfg, root), ADDRESS, port)
     try:
-        wait_live(proc, port, log)
-        c = Cluster(root, cfg, proc, secrets)
+        c = Cluster(root, cfg, server, secrets)
         # wait-control-plane's binding, made with super-admin.conf: admin.conf is a kubeadm:cluster-admins member.
         kubeapi.ensure(c.api("super-admin.conf"), {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
@@ -132,8 +110,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "kubeadm:cluster-admins"}]})
         yield c
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0, log.read_text()
+        assert server.stop() == 0, server.log.read_text()
 
 
 @pytest.fixture(scope="module")

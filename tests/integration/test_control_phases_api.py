@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
-import os
 import socket
-import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,7 +28,6 @@ from kubeboot.tasks.fsutil import NodeFS
 from kubeboot.tasks.phases import (
     bootstraptoken,
     certs,
-    controlplane,
     kubeconfig,
     markcontrolplane,
     showjoin,
@@ -67,44 +61,25 @@ def free_port() -> int:
 class Cluster:
     root: Path
     cfg: InitConfig
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
+    server: Any  # conftest's EmulatedApiServer
     lines: list[str] = field(default_factory=list)
 
     @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
     def log(self) -> Path:
-        return self.root / "apiserver.log"
+        return self.server.log
 
     def file(self, name: str) -> bytes:
         return (self.root / KUBERNETES / name).read_bytes()
 
-    def start(self, argv: list[str]) -> None:
-        env = dict(os.environ, KUBEBOOT_SANDBOX_DIR=str(self.root / "var/lib/kubeboot-sandbox"))
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "kubeboot.sandbox.apiserver", *argv], env=env,
-                                         stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while self.status("/livez")[0] != 200:
-            assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "the API server did not become live"
-            time.sleep(0.05)
-
     def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.terminate()
-        return self.proc.wait(timeout=30)
+        return self.server.stop()
 
     def status(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        ctx = ssl.create_default_context(cafile=str(self.root / KUBERNETES / "pki/ca.crt"))
-        conn = http.client.HTTPSConnection(ADDRESS, self.port, context=ctx, timeout=10)
-        try:
-            conn.request("GET", path, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        except OSError:
-            return 0, b""
-        finally:
-            conn.close()
+        return self.server.status(path, headers)
 
     def requests_since(self, offset: int) -> list[str]:
         """Access-log lines written after byte ``offset``, once a marker request shows the log caught up."""
@@ -154,14 +129,11 @@ def bind_cluster_admins(api: client.ApiClient) -> None:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("node")
     port = free_port()
     cfg = generate(root, port)
-    # The manifest's own flags, paths mapped into the node root as the sandbox kubelet maps them.
-    argv = [a.replace("=/etc/kubernetes/", f"={root}/etc/kubernetes/") for a in controlplane.apiserver_command(cfg)[1:]]
-    cl = Cluster(root, cfg, port)
-    cl.start(argv)
+    cl = Cluster(root, cfg, emulated_apiserver.start(root, emulated_apiserver.argv(cfg, root), ADDRESS, port))
     try:
         bind_cluster_admins(cl.client())
         # The kubelet registers its Node; here the super admin stands in for it.

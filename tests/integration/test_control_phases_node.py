@@ -6,10 +6,7 @@ kubeadm:cluster-admins binding made with super-admin.conf once admin.conf is ref
 from __future__ import annotations
 
 import base64
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -81,7 +78,7 @@ class Node:
     api_port: int
     kcm_port: int
     scheduler_port: int
-    proc: subprocess.Popen[bytes] | None = None
+    server: Any = None  # conftest's EmulatedApiServer
     stubs: list[Any] = field(default_factory=list)
     kcm_checks: dict[str, Any] = field(default_factory=dict)
 
@@ -138,29 +135,17 @@ def make_node(root: Path) -> Node:
     return node
 
 
-def start_apiserver(node: Node) -> None:
-    """``python -m kubeboot.sandbox.apiserver`` with the generated manifest's flags, paths mapped into the root."""
+def apiserver_argv(node: Node) -> list[str]:
+    """The generated kube-apiserver manifest's flags, paths mapped into the root."""
     manifest = yaml.safe_load(node.fs.read_text("/etc/kubernetes/manifests/kube-apiserver.yaml") or "")
     command = manifest["spec"]["containers"][0]["command"]
-    argv = [a.replace("=/etc/kubernetes/", f"={node.root}/etc/kubernetes/") for a in command[1:]]
-    env = dict(os.environ, KUBEBOOT_SANDBOX_DIR=str(node.root / "var/lib/kubeboot-sandbox"))
-    log = (node.root / "apiserver.log").open("ab")
-    node.proc = subprocess.Popen([sys.executable, "-m", "kubeboot.sandbox.apiserver", *argv], env=env, stdout=log,
-                                 stderr=log)
-    deadline = time.monotonic() + 30
-    while True:
-        with socket.socket() as s:
-            if s.connect_ex((ADDRESS, node.api_port)) == 0:
-                return
-        assert node.proc.poll() is None, (node.root / "apiserver.log").read_text()
-        assert time.monotonic() < deadline, "the emulated API server did not listen within 30s"
-        time.sleep(0.05)
+    return [a.replace("=/etc/kubernetes/", f"={node.root}/etc/kubernetes/") for a in command[1:]]
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+def node(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -> Iterator[Node]:
     n = make_node(tmp_path_factory.mktemp("node"))
-    start_apiserver(n)
+    n.server = emulated_apiserver.start(n.root, apiserver_argv(n), ADDRESS, n.api_port)
     n.stubs.append(stub_health.serve(ADDRESS, n.kcm_port, n.kcm_checks))
     n.stubs.append(stub_health.serve(ADDRESS, n.scheduler_port, {}))
     yield n
@@ -169,9 +154,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
             stub.stop()
         else:
             stub.shutdown()
-    assert n.proc is not None
-    n.proc.terminate()
-    n.proc.wait(timeout=30)
+    n.server.stop()
 
 
 def wait_until_done(ctx: NodeContext) -> None:

@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
-import ssl
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
 from kubeboot.config.loader import build_init_config
 from kubeboot.tasks import certlist, pki
 from kubeboot.tasks.fsutil import NodeFS
-from kubeboot.tasks.phases import certs, controlplane, kubeconfig
+from kubeboot.tasks.phases import certs, kubeconfig
 from kubeboot.tasks.phases.context import NodeContext
 
 pytestmark = pytest.mark.integration
@@ -38,57 +32,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass
-class ApiServer:
-    root: Path
-    argv: list[str]
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log(self) -> Path:
-        return self.root / "apiserver.log"
-
-    def start(self) -> None:
-        env = dict(os.environ, KUBEBOOT_SANDBOX_DIR=str(self.root / "var/lib/kubeboot-sandbox"))
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "kubeboot.sandbox.apiserver", *self.argv], env=env,
-                                         stdout=log, stderr=log)
-        deadline = time.monotonic() + 30
-        while self.status("/livez")[0] != 200:
-            assert self.proc.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "the API server did not become live"
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.terminate()
-        return self.proc.wait(timeout=30)
-
-    def tls(self, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=str(self.root / PKI / "ca.crt"))
-        if cert and key:
-            ctx.load_cert_chain(cert, key)
-        return ctx
-
-    def status(self, path: str, headers: dict[str, str] | None = None,
-               ctx: ssl.SSLContext | None = None) -> tuple[int, bytes]:
-        conn = http.client.HTTPSConnection(ADDRESS, self.port, context=ctx or self.tls(), timeout=10)
-        try:
-            conn.request("GET", path, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        except OSError:
-            return 0, b""
-        finally:
-            conn.close()
-
-    def client(self, conf: str) -> Any:
-        return config.new_client_from_config(config_file=str(self.root / "etc/kubernetes" / conf))
+ApiServer = Any  # conftest's EmulatedApiServer (a conftest is not importable under importlib mode)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -> Iterator[ApiServer]:
     root = tmp_path_factory.mktemp("node")
     port = free_port()
     cfg = build_init_config([
@@ -103,10 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     kubeconfig.run_kubeconfig(ctx)
     for name in ("admin", "super-admin"):
         kubeconfig.run_kubeconfig_file(ctx, name)
-    # The manifest's own flags, paths mapped into the node root as the sandbox kubelet maps them.
-    argv = [a.replace("=/etc/kubernetes/", f"={root}/etc/kubernetes/") for a in controlplane.apiserver_command(cfg)[1:]]
-    api = ApiServer(root, argv, port)
-    api.start()
+    api = emulated_apiserver.start(root, emulated_apiserver.argv(cfg, root), ADDRESS, port)
     yield api
     assert api.stop() == 0
 

@@ -155,14 +155,14 @@ def generate_node(directory: Path, address: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("kcm")
     address = free_address()
     c = Cluster(directory, generate_node(directory, address), address)
     try:
-        c.start("kube-apiserver", "kubeboot.sandbox.apiserver", "kube-apiserver.yaml")
-        c.wait_for("the emulated kube-apiserver to be ready",
-                   lambda: c.https_get(6443, "/readyz", c.pki / "ca.crt")[0] == 200)
+        argv = command_of(c.root / "etc/kubernetes/manifests/kube-apiserver.yaml", c.root, address)
+        server = emulated_apiserver.start(c.root, argv, address, 6443, directory / "kube-apiserver.log")
+        c.procs["kube-apiserver"] = server.proc  # watched by wait_for, stopped with the others
         # As kubeadm init does with super-admin.conf: admin.conf's group becomes cluster-admin.
         bind(new_client_from_config(str(c.root / "etc/kubernetes/super-admin.conf")), "kubeadm:cluster-admins",
              "cluster-admin", "kubeadm:cluster-admins")
