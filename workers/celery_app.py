@@ -14,6 +14,7 @@ from celery.app.amqp import AMQP, Queues
 from kombu import Queue
 
 from kubeboot.config.settings import Settings
+from kubeboot.workers.celery_redaction import RedactingEvents, connect_log_redaction
 from kubeboot.workflows.registry import register_all
 from kubeboot.workflows.routing import CONTROL_QUEUE, is_routed_queue
 
@@ -40,7 +41,9 @@ def kombu_url(redis_url: str) -> str:
 
 
 def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None = None) -> Celery:
-    app = Celery("kubeboot", set_as_current=True, amqp=RoutedAMQP)
+    # Task events (Flower's view) and log lines carry no secret: see workers.celery_redaction.
+    app = Celery("kubeboot", set_as_current=True, amqp=RoutedAMQP, events=RedactingEvents)
+    connect_log_redaction()
     broker = kombu_url(redis_url)
     queues = [Queue(CONTROL_QUEUE, routing_key=CONTROL_QUEUE)]
     queues += [Queue(q, routing_key=q) for q in extra_queues or [] if q != CONTROL_QUEUE]

@@ -110,9 +110,11 @@ def worker_control(concurrency: int, loglevel: str, name: str, includes: tuple[s
 @click.option("--basic-auth", help="user:password[,user:password] (default KUBEBOOT_FLOWER_BASIC_AUTH).")
 def flower(port: int | None, address: str, basic_auth: str | None) -> None:
     """Start Flower on the same broker: every run's phases, live."""
+    from kubeboot.workers.celery_redaction import flower_logging
 
     svc = services()
     app = svc.app()
+    flower_logging()
     argv = ["flower", f"--port={port or svc.settings.flower_port}", f"--address={address}"]
     auth = basic_auth or svc.settings.flower_basic_auth
     if auth:

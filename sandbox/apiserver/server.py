@@ -24,6 +24,7 @@ from kubeboot.sandbox.apiserver.registry import Registry
 from kubeboot.sandbox.apiserver.resources import BY_KEY
 from kubeboot.sandbox.apiserver.store import Store
 from kubeboot.sandbox.apiserver.types import Authorizer, ObjectReader, RequestAttributes, UserInfo
+from kubeboot.tasks.redaction import redact
 
 MASTERS = "system:masters"
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
@@ -109,7 +110,7 @@ class ApiServer(ThreadingHTTPServer):
 
 
 def log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(redact(line), file=sys.stderr, flush=True)  # a request may carry a bootstrap token
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+from kubeboot.tasks.redaction import install_filter
+
 _LEVELS = {logging.DEBUG: "I", logging.INFO: "I", logging.WARNING: "W", logging.ERROR: "E", logging.CRITICAL: "F"}
 
 
@@ -30,6 +32,7 @@ def setup(verbose: bool = False) -> None:
     handler.setFormatter(KlogFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    install_filter()  # tokens and keys the component handles never reach its log
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     # The client library's connection chatter is not the component's log.
     logging.getLogger("urllib3").setLevel(logging.ERROR)

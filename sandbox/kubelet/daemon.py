@@ -32,6 +32,7 @@ from kubeboot.sandbox.kubelet import process
 from kubeboot.sandbox.kubelet.layout import Layout, node_path, read_settings
 from kubeboot.sandbox.kubelet.staticpods import ManifestDir
 from kubeboot.sandbox.kubelet.supervisor import Supervisor
+from kubeboot.tasks.redaction import install_filter
 
 log = logging.getLogger("kubeboot.sandbox.kubelet")
 POLL_SECONDS = 0.5
@@ -141,4 +142,5 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname).1s [kubelet] %(message)s")
+    install_filter()  # the node's bootstrap token passes through here (TLS bootstrap): never logged
     return run(args.root.resolve(), args.node_name, args.address)
