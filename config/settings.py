@@ -19,6 +19,10 @@ reading them is the job of ``tasks.state.secrets`` and ``workers.redis_server``.
 |                              |                     | so a dead worker's run keeps its cluster lock    |
 |                              |                     | until its phase is delivered again; every phase  |
 |                              |                     | start renews it                                  |
+| ``KUBEBOOT_SECRET_TTL``      | secret_ttl          | 24h: a run's secrets (tokens, certificate key,   |
+|                              |                     | kubeconfigs, join command) are deleted from      |
+|                              |                     | Redis this long after the run ends; seconds or a |
+|                              |                     | Go duration (``90m``, ``24h``, ``1h30m``)        |
 
 A bad value raises ``ConfigError`` naming the variable, never echoing a secret value.
 """
@@ -34,10 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubeboot.config import constants as c
+from kubeboot.config.duration import parse_duration
 from kubeboot.config.errors import ConfigError
 
 ENV_PREFIX = "KUBEBOOT_"
 SECRET_KEY_BYTES = 32  # AES-256
+DEFAULT_SECRET_TTL = 24 * 3600.0  # a day to read the join command; the tokens themselves live 24 h
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -55,6 +61,7 @@ class Settings:
     flower_port: int = 5555
     flower_basic_auth: str | None = field(default=None, repr=False)
     lock_ttl: float = 900.0
+    secret_ttl: float = DEFAULT_SECRET_TTL
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -69,6 +76,7 @@ class Settings:
             flower_port=port,
             flower_basic_auth=_basic_auth(env),
             lock_ttl=_positive_float(env, "LOCK_TTL", 900.0),
+            secret_ttl=_positive_duration(env, "SECRET_TTL", DEFAULT_SECRET_TTL),
         )
 
     @property
@@ -158,6 +166,23 @@ def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
         value = 0.0
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"must be a positive number of seconds, got {text!r}", field=_var(name))
+    return value
+
+
+def _positive_duration(env: Mapping[str, str], name: str, default: float) -> float:
+    """Seconds, written as a number of seconds or a Go duration (``24h``, ``1h30m``)."""
+    text = env.get(_var(name))
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_duration(text)
+        except ValueError:
+            value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"must be a positive duration (seconds, or e.g. 90m, 24h), got {text!r}", field=_var(name))
     return value
 
 

@@ -22,6 +22,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert s.secret_key is None
     assert s.visibility_timeout == 600
     assert s.lock_ttl == 900.0
+    assert s.secret_ttl == 24 * 3600.0
     assert (s.flower_url, s.flower_port, s.flower_basic_auth) == (None, 5555, None)
     assert s.flower_base_url == "http://127.0.0.1:5555"
     assert s.secret_key_file == Path("/home/ada/.local/state/kubeboot/secret.key")
@@ -38,11 +39,12 @@ def test_every_variable_is_read() -> None:
         "KUBEBOOT_FLOWER_PORT": "5566",
         "KUBEBOOT_FLOWER_BASIC_AUTH": "ops:s3cret,dev:pw",
         "KUBEBOOT_LOCK_TTL": "2.5",
+        "KUBEBOOT_SECRET_TTL": "90m",
     })
     assert s == Settings(
         redis_url="redis://redis.example:6379/2", state_dir=Path("/var/lib/kubeboot-state"), secret_key=KEY,
         visibility_timeout=900, flower_url="https://flower.example/", flower_port=5566,
-        flower_basic_auth="ops:s3cret,dev:pw", lock_ttl=2.5,
+        flower_basic_auth="ops:s3cret,dev:pw", lock_ttl=2.5, secret_ttl=5400.0,
     )
     assert s.flower_base_url == "https://flower.example"
 
@@ -78,6 +80,16 @@ def test_the_secret_key_is_accepted_as_hex_or_base64(written: str) -> None:
     assert Settings.from_env({**HOME, "KUBEBOOT_SECRET_KEY": written}).secret_key == KEY
 
 
+@pytest.mark.parametrize(("written", "seconds"), [
+    pytest.param("3600", 3600.0, id="seconds"),
+    pytest.param("0.5", 0.5, id="a fraction of a second"),
+    pytest.param("24h", 86400.0, id="a Go duration"),
+    pytest.param("1h30m", 5400.0, id="a Go duration of several units"),
+])
+def test_the_secret_ttl_is_seconds_or_a_go_duration(written: str, seconds: float) -> None:
+    assert Settings.from_env({**HOME, "KUBEBOOT_SECRET_TTL": written}).secret_ttl == seconds
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -93,6 +105,9 @@ def test_the_secret_key_is_accepted_as_hex_or_base64(written: str) -> None:
         pytest.param("KUBEBOOT_FLOWER_BASIC_AUTH", "a:b,:c", id="basic auth with an empty user"),
         pytest.param("KUBEBOOT_LOCK_TTL", "-1", id="a negative lock ttl"),
         pytest.param("KUBEBOOT_LOCK_TTL", "nan", id="a lock ttl that is not a number"),
+        pytest.param("KUBEBOOT_SECRET_TTL", "0", id="a zero secret ttl"),
+        pytest.param("KUBEBOOT_SECRET_TTL", "-5m", id="a negative secret ttl"),
+        pytest.param("KUBEBOOT_SECRET_TTL", "1 day", id="a secret ttl that is no duration"),
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_the_variable(variable: str, value: str) -> None:
