@@ -78,7 +78,7 @@ class WorkerRuntime:
     def store(self) -> RunStore:
         from kubeboot.tasks.state import RunStore, box_from_settings
 
-        return RunStore(self.redis, box_from_settings(self.settings))
+        return RunStore(self.redis, box_from_settings(self.settings), secret_ttl=self.settings.secret_ttl)
 
     def config(self, run_id: str) -> InitConfig:
         """The run's config (decrypted from the run state), cached: a run's config never changes."""

@@ -33,6 +33,11 @@ completion are MULTI/EXEC pipelines. Timestamps are UTC ISO 8601 with millisecon
 |                                       |        | message           | skipped; run-level entries have empty node and  |
 |                                       |        |                   | phase: submitted / resumed / succeeded / failed |
 | ``kubeboot:run:<id>:secret:<name>``   | string | –                 | sealed secret (``tasks.state.secrets``)         |
+| ``kubeboot:run:<id>:secrets``         | set    | member name       | the names of the run's secrets (to expire them) |
+
+A run's secrets expire: when the run finishes (succeeded or failed) every ``secret:<name>`` key and the
+``secrets`` set get an EXPIRE of ``secret_ttl`` seconds (``KUBEBOOT_SECRET_TTL``, default 24 h); a
+resumed run makes them persistent again. The run's record, phases and events stay.
 
 Choices, and why:
 - One phases hash per run with ``<node>|<path>|<field>`` names rather than one hash per phase: a whole
@@ -65,6 +70,8 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from kubeboot.config import constants as c
+from kubeboot.config.settings import DEFAULT_SECRET_TTL
+from kubeboot.tasks.redaction import redact
 from kubeboot.tasks.state.records import Event, PhaseRecord, RunRecord, iso, text
 from kubeboot.tasks.state.secrets import SecretBox
 
@@ -143,10 +150,12 @@ def _utc_now() -> datetime:
 class RunStore:
     """The one reader and writer of run state. ``clock`` is injectable so tests freeze time."""
 
-    def __init__(self, client: redis.Redis, box: SecretBox, *, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(self, client: redis.Redis, box: SecretBox, *, clock: Callable[[], datetime] = _utc_now,
+                 secret_ttl: float = DEFAULT_SECRET_TTL) -> None:
         self._r = client
         self._box = box
         self._clock = clock
+        self._secret_ttl = secret_ttl
         self._transition = client.register_script(_TRANSITION)
 
     # --- runs ---------------------------------------------------------------------------------
@@ -213,14 +222,17 @@ class RunStore:
     def finish_run(self, run_id: str, *, status: str, error: str = "") -> None:
         if status not in RUN_FINAL:
             raise ValueError(f"a run finishes as one of {RUN_FINAL}, not {status!r}")
+        error = redact(error)[:ERROR_MAX_CHARS]  # shown by status and Flower: no secret in it
         ended: dict[FieldT, EncodableT] = {"status": status, "finished": iso(self._clock())}
         if error:
-            ended["error"] = error[:ERROR_MAX_CHARS]
-        self._update_run(run_id, ended, () if error else ("error",), status, error[:ERROR_MAX_CHARS])
+            ended["error"] = error
+        self._update_run(run_id, ended, () if error else ("error",), status, error)
+        self.expire_secrets(run_id)
 
     def reopen_run(self, run_id: str) -> None:
         """Resume: the run is running again; phase records keep their history and final states."""
         self._update_run(run_id, {"status": "running"}, ("finished", "error"), "resumed", "")
+        self.keep_secrets(run_id)
 
     def _update_run(
         self, run_id: str, fields: dict[FieldT, EncodableT], drop: Sequence[str], event: str, message: str
@@ -273,7 +285,8 @@ class RunStore:
             raise ValueError(f"'|' is not allowed in node or phase names: {node!r} {path!r}")
         key = run_key(run_id)
         now = iso(self._clock())
-        args: list[EncodableT] = [node, path, event, now, worker, message[:ERROR_MAX_CHARS], delayed, EVENTS_MAXLEN]
+        message = redact(message)[:ERROR_MAX_CHARS]  # last_error and the event: no secret in them
+        args: list[EncodableT] = [node, path, event, now, worker, message, delayed, EVENTS_MAXLEN]
         attempts = int(self._transition(keys=[key, f"{key}:phases", f"{key}:events"], args=args))
         return None if attempts < 0 else attempts
 
@@ -307,7 +320,27 @@ class RunStore:
     def put_secret(self, run_id: str, name: str, value: bytes | str, *, ttl: float | None = None) -> None:
         key = self.secret_redis_key(run_id, name)
         data = value.encode() if isinstance(value, str) else value
-        self._r.set(key, self._box.encrypt(data, aad=key), px=None if ttl is None else int(ttl * 1000))
+        with self._r.pipeline() as pipe:
+            pipe.set(key, self._box.encrypt(data, aad=key), px=None if ttl is None else int(ttl * 1000))
+            pipe.sadd(f"{run_key(run_id)}:secrets", name)
+            pipe.execute()
+
+    def expire_secrets(self, run_id: str) -> None:
+        """Every secret of the run (and their index) expires ``secret_ttl`` seconds from now."""
+        ms = max(1, int(self._secret_ttl * 1000))
+        self._each_secret_key(run_id, lambda pipe, key: pipe.pexpire(key, ms))
+
+    def keep_secrets(self, run_id: str) -> None:
+        """A resumed run needs its secrets again: they no longer expire."""
+        self._each_secret_key(run_id, lambda pipe, key: pipe.persist(key))
+
+    def _each_secret_key(self, run_id: str, command: Callable[[Any, str], Any]) -> None:
+        index = f"{run_key(run_id)}:secrets"
+        names = [text(n) for n in self._r.smembers(index)]
+        with self._r.pipeline() as pipe:
+            for key in [index, *(self.secret_redis_key(run_id, n) for n in names)]:
+                command(pipe, key)
+            pipe.execute()
 
     def get_secret(self, run_id: str, name: str) -> bytes | None:
         key = self.secret_redis_key(run_id, name)
