@@ -3,7 +3,8 @@ scheduler kubeconfig files, each with a client certificate signed by the cluster
 
 Reads:  ``<pki>/ca.crt`` and ``<pki>/ca.key`` (from the certs phase); existing ``/etc/kubernetes/*.conf``.
 Writes: ``/etc/kubernetes/{admin,super-admin,kubelet,controller-manager,scheduler}.conf``, mode 0600,
-        only when missing (or when its embedded client certificate no longer works, see below).
+        only when missing (or when its embedded client certificate no longer works, see below);
+        run secret ``admin.conf`` (the control worker's credentials; super-admin.conf is never shared).
 
 Convergence follows kubeadm's createKubeConfigFileIfNotExists: an existing file whose CA is ca.crt is
 reused ("Using existing kubeconfig file"); a different API server URL is only a warning; a different
@@ -102,7 +103,9 @@ def _client_key(ctx: NodeContext, phase: str) -> PrivateKey:
 
 
 # The control worker reaches the API with these; it finds them in the run's (encrypted) secrets.
-SHARED_WITH_CONTROL = (c.ADMIN_CONF, c.SUPER_ADMIN_CONF)
+# Not super-admin.conf: its one user, wait-control-plane's kubeadm:cluster-admins binding, is a
+# node phase and reads the node's file; a break-glass credential stays on its machine, as in kubeadm.
+SHARED_WITH_CONTROL = (c.ADMIN_CONF,)
 
 
 def run_kubeconfig_file(ctx: NodeContext, name: str) -> None:

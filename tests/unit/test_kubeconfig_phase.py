@@ -379,3 +379,14 @@ def test_external_ca_mode_with_an_expired_client_certificate_is_an_error(fs) -> 
     with pytest.raises(PermanentError, match=re.escape(
             "the kubelet.conf file does not exists or it is not valid: its client certificate is not valid now")):
         phase.run_kubeconfig_file(context(fs, now=NOW + timedelta(days=400))[0], "kubelet")
+
+
+def test_only_admin_conf_goes_to_the_runs_secrets_super_admin_conf_stays_on_the_node(fs: NodeFS) -> None:
+    ctx, _ = context(fs)
+    for name in PHASES:
+        phase.run_kubeconfig_file(ctx, name)
+    assert ctx.secrets.get("admin.conf") == fs.read_bytes("/etc/kubernetes/admin.conf")
+    assert fs.read_bytes("/etc/kubernetes/super-admin.conf")
+    assert ctx.secrets.get("super-admin.conf") is None
+    # wait-control-plane, its one user, runs on the node and reads it from there
+    assert ctx.kubeconfig("super-admin.conf") == fs.read_bytes("/etc/kubernetes/super-admin.conf")
