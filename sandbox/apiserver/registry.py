@@ -99,6 +99,8 @@ class Registry:
     def update(self, rt: ResourceType, ns: str, name: str, body: Any, *, sub: str = "",
                dry_run: bool = False) -> Obj:
         self._check_sub(rt, sub)
+        if not rt.unconditional_update:
+            _require_resource_version(rt, name, body)
         with self.store.lock:
             old = self.get(rt, ns, name)
             obj = self._prepare_update(rt, ns, name, sub, body, old)
@@ -159,6 +161,14 @@ class Registry:
         allowed, reason = self.authorizer.authorize(attrs)
         obj["status"] = {"allowed": allowed, **({"reason": reason} if reason else {})}
         return obj
+
+
+def _require_resource_version(rt: ResourceType, name: str, body: Any) -> None:
+    """genericregistry.Store.Update for a kind whose strategy disallows unconditional updates."""
+    meta = body.get("metadata") if isinstance(body, dict) else None
+    if not (isinstance(meta, dict) and meta.get("resourceVersion")):
+        raise errors.invalid(rt.plural, rt.group, name, [errors.FieldError(
+            "metadata.resourceVersion", "must be specified for an update", errors.Raw("0x0"))])
 
 
 def _decode_patch(content_type: str, raw: bytes) -> Any:

@@ -42,6 +42,9 @@ class ResourceType:
     verbs: tuple[str, ...] = CRUD
     smp: dict[str, Any] = field(default_factory=lambda: META)
     stored: bool = True  # False: a review kind, answered and never persisted
+    # The strategy's AllowUnconditionalUpdate: False means a PUT must carry metadata.resourceVersion
+    # (Leases: leader election is only safe with compare-and-swap).
+    unconditional_update: bool = True
 
     @property
     def key(self) -> str:
@@ -79,7 +82,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType(RBAC, "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     ResourceType("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", False,
                  ("approval", "status"), ("csr",)),
-    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True, unconditional_update=False),
     ResourceType("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False,
                  verbs=("create",), stored=False),
     ResourceType("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False,

@@ -235,3 +235,34 @@ def test_a_subject_access_review_is_answered_for_the_named_subject_and_not_store
 def test_a_subject_access_review_needs_exactly_one_kind_of_attributes(reg: Registry) -> None:
     e = error(reg.create, SAR, "", {"spec": {"user": "u"}}, ADMIN)
     assert (e.code, e.reason) == (422, "Invalid")
+
+
+# --- leases (leader election) -------------------------------------------------------------------------
+
+LEASES = BY_KEY["coordination.k8s.io/leases"]
+
+
+def lease(holder: str, rv: str | None = None) -> dict:
+    meta = {"name": "kube-controller-manager", **({"resourceVersion": rv} if rv else {})}
+    return {"metadata": meta, "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15}}
+
+
+def test_a_lease_update_with_the_read_resource_version_wins_and_a_stale_one_is_409_conflict(reg: Registry) -> None:
+    first = reg.create(LEASES, "kube-system", lease("cp1"), ADMIN)
+    read = first["metadata"]["resourceVersion"]
+    taken = reg.update(LEASES, "kube-system", "kube-controller-manager", lease("cp2", read))
+    assert taken["spec"]["holderIdentity"] == "cp2"
+    assert int(taken["metadata"]["resourceVersion"]) > int(read)
+    e = error(reg.update, LEASES, "kube-system", "kube-controller-manager", lease("cp3", read))
+    assert (e.code, e.reason) == (409, "Conflict")
+    assert e.message.startswith('Operation cannot be fulfilled on leases.coordination.k8s.io "kube-controller-manager"')
+    assert reg.get(LEASES, "kube-system", "kube-controller-manager")["spec"]["holderIdentity"] == "cp2"
+
+
+def test_a_lease_update_without_resource_version_is_422_as_leases_disallow_unconditional_updates(
+        reg: Registry) -> None:
+    reg.create(LEASES, "kube-system", lease("cp1"), ADMIN)
+    e = error(reg.update, LEASES, "kube-system", "kube-controller-manager", lease("cp2"))
+    assert (e.code, e.reason) == (422, "Invalid")
+    assert e.message == ('leases.coordination.k8s.io "kube-controller-manager" is invalid: metadata.resourceVersion: '
+                         "Invalid value: 0x0: must be specified for an update")
