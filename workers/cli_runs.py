@@ -17,9 +17,14 @@ if TYPE_CHECKING:
     from kubeboot.workers.services import Services
 
 
-def _finish(svc: Services, run_id: str, wait: bool, output: str) -> None:
-    """Follow the run to its end when ``wait``; print the final view; exit 1 if it failed."""
-    from kubeboot.workers.progress import render_table, status_json, watch
+def _finish(svc: Services, run_id: str, wait: bool, output: str, *, join: str = "no") -> None:
+    """Follow the run to its end when ``wait``; print the final view; exit 1 if it failed.
+
+    ``join``: "no" never prints the join commands; "if-any" prints them when the run has them;
+    "required" also exits 1 when it has none. They come from the run's encrypted secrets and hold a
+    token and the certificate key: printed only to the person who asked, as kubeadm prints them.
+    """
+    from kubeboot.workers.progress import join_commands, render_table, status_json, watch
 
     status = svc.store.run_status(run_id)
     if wait:
@@ -28,13 +33,19 @@ def _finish(svc: Services, run_id: str, wait: bool, output: str) -> None:
     assert run is not None
     phases = svc.store.phase_records(run_id)
     flower = svc.flower_url(run_id)
-    click.echo(status_json(run, phases, flower) if output == "json" else render_table(run, phases, flower))
+    secret = svc.store.get_secret(run_id, "join-command") if join != "no" else None
+    text = secret.decode() if secret else ""
+    if output == "json":
+        click.echo(status_json(run, phases, flower, join_commands(text) if join != "no" else None))
+    else:
+        click.echo(render_table(run, phases, flower))
     if status == "failed":
         sys.exit(FAILED)
-    join = svc.store.get_secret(run_id, "join-command") if wait and output == "text" else None
-    if join:
-        # Printed only to the person who asked for the run, as kubeadm prints it: it holds a token.
-        click.echo("\n" + join.decode())
+    if text and output == "text":
+        click.echo("\n" + text)
+    if join == "required" and not text:
+        fail(f"run {run_id} has no join command: show-join-command has not run, or the run's secrets "
+             "expired (KUBEBOOT_SECRET_TTL after it ended)", FAILED)
 
 
 @click.group("submit")
@@ -75,19 +86,22 @@ def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bo
                    f"(queues {', '.join(sub.queues)})")
         click.echo(f"[submit] follow it: kubeboot status {sub.run.id} --watch    Flower: {svc.flower_url(sub.run.id)}")
     if wait or output == "json":
-        _finish(svc, sub.run.id, wait, output)
+        _finish(svc, sub.run.id, wait, output, join="if-any" if wait and output == "text" else "no")
 
 
 @click.command("status")
 @click.argument("run_id", metavar="RUN")
 @click.option("--watch", is_flag=True, help="Print events live until the run ends.")
+@click.option("--show-join-command", "show_join", is_flag=True,
+              help="Also print the join commands (they hold a bootstrap token and the certificate key; "
+                   "-o json: a joinCommands field). Exit 1 if the run has none.")
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
-def status(run_id: str, watch: bool, output: str) -> None:
+def status(run_id: str, watch: bool, show_join: bool, output: str) -> None:
     """Show a run: per node and phase, status, attempts, time and last error."""
     svc = services()
     if svc.store.get_run(run_id) is None:
         fail(f"no run {run_id}; list runs with `kubeboot runs`", BAD_INPUT)
-    _finish(svc, run_id, watch, output)
+    _finish(svc, run_id, watch, output, join="required" if show_join else "no")
 
 
 @click.command("runs")

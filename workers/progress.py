@@ -5,7 +5,12 @@
     {"run": {id, kind, cluster, specDigest, status, created, started, finished, error, nodes},
      "phases": [{node, phase, status, attempts, worker, started, finished, duration, delayed,
                  lastError}, ...],            # in plan order
-     "flower": "<url of this run's tasks in Flower>"}
+     "flower": "<url of this run's tasks in Flower>",
+     "joinCommands": [{role: "control-plane" | "worker", command: "kubeadm join ..."}, ...]}
+
+``joinCommands`` is present only with ``status --show-join-command``: the commands hold a bootstrap
+token and the certificate key, read from the run's encrypted secrets. Every other text shown here
+(events, errors) passes through ``tasks.redaction`` first.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from kubeboot.tasks.redaction import redact
+
 if TYPE_CHECKING:
     from kubeboot.tasks.state import Event, PhaseRecord, RunRecord, RunStore
 
@@ -22,8 +29,29 @@ MARKS = {"succeeded": "✓", "failed": "✗", "running": "▶", "retrying": "↻
 FINAL = ("succeeded", "failed")
 
 
-def status_json(run: RunRecord, phases: list[PhaseRecord], flower: str) -> str:
-    return json.dumps({"run": run.to_json(), "phases": [p.to_json() for p in phases], "flower": flower}, indent=2)
+def status_json(run: RunRecord, phases: list[PhaseRecord], flower: str,
+                join_commands: list[dict[str, str]] | None = None) -> str:
+    view: dict[str, Any] = {"run": run.to_json(), "phases": [p.to_json() for p in phases], "flower": flower}
+    if join_commands is not None:
+        view["joinCommands"] = join_commands
+    return json.dumps(view, indent=2)
+
+
+def join_commands(text: str) -> list[dict[str, str]]:
+    """The ``kubeadm join`` commands of show-join-command's text, each on one line, in print order."""
+    commands: list[str] = []
+    continued = False
+    for line in text.splitlines():
+        part = line.strip()
+        if continued:
+            commands[-1] += " " + part.removesuffix("\\").strip()
+        elif part.startswith("kubeadm join "):
+            commands.append(part.removesuffix("\\").strip())
+        else:
+            continue
+        continued = part.endswith("\\")
+    return [{"role": "control-plane" if " --control-plane" in cmd else "worker", "command": cmd}
+            for cmd in commands]
 
 
 def _phase_line(rec: PhaseRecord) -> str:
@@ -34,7 +62,7 @@ def _phase_line(rec: PhaseRecord) -> str:
     if rec.attempts > 1:
         detail += f"  attempt {rec.attempts}"
     if rec.status in ("retrying", "failed") and rec.last_error:
-        detail += f"  {rec.last_error}"
+        detail += f"  {redact(rec.last_error)}"
     if rec.status == "skipped" and rec.last_error:
         detail += f"  ({rec.last_error})"
     elif rec.status == "running" and rec.worker:
@@ -50,7 +78,7 @@ def render_table(run: RunRecord, phases: list[PhaseRecord], flower: str) -> str:
         lines.append(f"  node {node}")
         lines += [_phase_line(p) for p in phases if p.node == node]
     if run.error:
-        lines.append(f"  error: {run.error}")
+        lines.append(f"  error: {redact(run.error)}")
     lines.append(f"  Flower: {flower}")
     return "\n".join(lines)
 
@@ -58,9 +86,9 @@ def render_table(run: RunRecord, phases: list[PhaseRecord], flower: str) -> str:
 def event_line(ev: Event) -> str:
     clock = ev.ts[11:23] if len(ev.ts) >= 23 else ev.ts
     if ev.is_run_event:
-        return f"{clock}  run {ev.event}{': ' + ev.message if ev.message else ''}"
+        return f"{clock}  run {ev.event}{': ' + redact(ev.message) if ev.message else ''}"
     attempt = f" (attempt {ev.attempt})" if ev.attempt > 1 else ""
-    msg = f": {ev.message}" if ev.message else ""
+    msg = f": {redact(ev.message)}" if ev.message else ""
     return f"{clock}  [{ev.node}] {ev.phase} {ev.event}{attempt}{msg}"
 
 
