@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
@@ -37,7 +37,7 @@ class TokenString:
     """``<id>.<secret>``; the id names the Secret, the secret is what a joining node proves."""
 
     id: str
-    secret: str
+    secret: str = field(repr=False)  # a traceback or debug print shows the id only
 
     def __str__(self) -> str:
         return f"{self.id}.{self.secret}"

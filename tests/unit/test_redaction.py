@@ -117,3 +117,11 @@ def test_install_filter_reaches_the_handlers_of_the_root_and_of_named_loggers() 
         root.removeHandler(root_handler)
     assert root_out.getvalue() == "token q7x2kd.<redacted>\n"
     assert named_out.getvalue() == "key: certificate key <redacted>\n"
+
+
+def test_a_token_strings_repr_shows_its_id_only() -> None:
+    from kubeboot.tasks.tokens import parse_token
+
+    token = parse_token(TOKEN)
+    assert repr(token) == "TokenString(id='q7x2kd')"
+    assert str(token) == TOKEN  # what the phases put in the Secret and the join command
