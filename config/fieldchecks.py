@@ -11,6 +11,8 @@ import ipaddress
 import re
 from typing import Final
 
+from kubeboot.config.paths import climbs
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # constants.go: the DNS service is the 10th address; anything bigger than /12 (v4) or /108 (v6) would
@@ -67,6 +69,36 @@ def cert_san(value: str) -> str | None:
 
 def absolute_path(value: str) -> str | None:
     return None if value.startswith("/") else f"{value!r} is not an absolute path"
+
+
+def node_path(value: str) -> str | None:
+    """A directory kubeboot writes under the node root (``--root``): absolute and without ``..``.
+
+    kubeadm only asks for an absolute path; kubeboot joins the path under a root, where ``..`` could
+    climb out of it (``/etc/kubernetes/../../../tmp`` under ``/srv/node1`` is ``/tmp``), so it refuses it.
+    """
+    if problem := absolute_path(value):
+        return problem
+    if climbs(value):
+        return f"{value!r} must not contain '..': kubeboot writes under the node root (--root) and '..' could leave it"
+    return None
+
+
+# apimachinery validation.IsDNS1123Subdomain, as kubeadm's ValidateNodeRegistration reports it
+DNS1123_SUBDOMAIN_MESSAGE: Final = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must "
+    "start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+
+
+def node_name(value: str) -> str | None:
+    """kubeadm's nodeRegistration.name rule: a DNS-1123 subdomain of at most 253 characters."""
+    if len(value) > 253:
+        return f'Invalid value: "{value}": must be no more than 253 characters'
+    if not _DNS1123_SUBDOMAIN.match(value):
+        return f'Invalid value: "{value}": {DNS1123_SUBDOMAIN_MESSAGE}'
+    return None
 
 
 def port(value: str) -> str | None:

@@ -2,10 +2,17 @@
 
 Reads: one file. Writes: nothing. Every problem becomes a ``ConfigError`` naming file, document
 (``kind``), field path and what is wrong, so the CLI can print one line and exit 2.
+
+Like kubeadm's config loading, some input is accepted with a warning (the warning lines are kept in
+``InitConfig.warnings`` and logged on the ``kubeboot.config`` logger, which kubeadm prints as klog
+warnings on stderr): a ``criSocket`` without URL scheme gets ``unix://`` prepended
+(SetNodeRegistrationDynamicDefaults), and unknown fields of the component configurations are dropped
+(``config.componentconfigs``).
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -39,7 +46,7 @@ def _pydantic_error(err: ValidationError, file: str, kind: str) -> ConfigError:
     msg = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown field"
-    elif isinstance(first.get("input"), str | int | float | bool) and repr(first.get("input")) not in msg:
+    elif isinstance(first.get("input"), str | int | float | bool) and str(first.get("input")) not in msg:
         msg = f"{msg} (got {first.get('input')!r})"
     return ConfigError(msg, file=file, document=kind, field=_field_path(tuple(first["loc"])))
 
@@ -63,6 +70,10 @@ def _read_documents(path: Path) -> list[dict[str, Any]]:
 
 
 _KUBEADM_KINDS = {"InitConfiguration", "ClusterConfiguration"}
+# documentMapToInitConfiguration's error for a file without either kubeadm document
+NO_KUBEADM_KIND = "no InitConfiguration or ClusterConfiguration kind was found in the YAML file"
+CRI_SCHEME = "unix"
+log = logging.getLogger("kubeboot.config")
 
 
 def _check_api_version(doc: dict[str, Any], kind: str, file: str) -> None:
@@ -115,10 +126,45 @@ def default_advertise_address() -> str:
             return "127.0.0.1"
 
 
+def _cri_socket_scheme(init: InitConfiguration, warnings: list[str]) -> None:
+    """SetNodeRegistrationDynamicDefaults: a socket not starting with "unix" gets "unix://", with
+    kubeadm's warning. (A socket with another URL scheme stays as written, for validation to refuse.)"""
+    nr = init.nodeRegistration
+    if nr.criSocket and not nr.criSocket.startswith(CRI_SCHEME) and "://" not in nr.criSocket:
+        warnings.append(
+            "Usage of CRI endpoints without URL scheme is deprecated and can cause kubelet errors in the future. "
+            f'Automatically prepending scheme "{CRI_SCHEME}" to the "criSocket" with value "{nr.criSocket}". '
+            "Please update your configuration!"
+        )
+        nr.criSocket = f"{CRI_SCHEME}://{nr.criSocket}"
+
+
+def _fill_node_defaults(init: InitConfiguration, file: str) -> None:
+    nr, ep = init.nodeRegistration, init.localAPIEndpoint
+    if not nr.name:
+        hostname = default_node_name()
+        try:
+            nr.name = hostname
+        except ValidationError as e:
+            msg = str(e.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"the default node name is this machine's hostname, which is not valid ({msg}); "
+                              "set nodeRegistration.name", file=file, document="InitConfiguration",
+                              field="nodeRegistration.name") from None
+    if not ep.advertiseAddress:
+        ep.advertiseAddress = default_advertise_address()
+
+
 def build_init_config(
-    docs: list[dict[str, Any]], file: str = "<defaults>", *, fill_node_defaults: bool = True
+    docs: list[dict[str, Any]], file: str = "<defaults>", *, fill_node_defaults: bool = True,
+    require_kubeadm_kind: bool = False,
 ) -> InitConfig:
+    """The validated config of ``docs``; ``require_kubeadm_kind`` refuses documents without an
+    InitConfiguration or ClusterConfiguration, as kubeadm refuses such a file."""
+    from kubeboot.config.componentconfigs import checked_component_configs
+
     by_kind = _split_kinds(docs, file)
+    if require_kubeadm_kind and not _KUBEADM_KINDS & by_kind.keys():
+        raise ConfigError(NO_KUBEADM_KIND, file=file)
     try:
         init = InitConfiguration.model_validate(by_kind.get("InitConfiguration", {}))
     except ValidationError as e:
@@ -129,24 +175,21 @@ def build_init_config(
         raise _pydantic_error(e, file, "ClusterConfiguration") from None
     if cluster.etcd.local is None and cluster.etcd.external is None:
         cluster = cluster.model_copy(update={"etcd": type(cluster.etcd)(local=type(cluster.local_etcd)())})
+    warnings: list[str] = []
+    _cri_socket_scheme(init, warnings)
     if fill_node_defaults:
-        nr, ep = init.nodeRegistration, init.localAPIEndpoint
-        if not nr.name:
-            nr.name = default_node_name()
-        if not ep.advertiseAddress:
-            ep.advertiseAddress = default_advertise_address()
-    cfg = InitConfig(
-        init=init,
-        cluster=cluster,
-        kubelet=by_kind.get("KubeletConfiguration", {}),
-        kubeproxy=by_kind.get("KubeProxyConfiguration", {}),
-        source=file,
-    )
+        _fill_node_defaults(init, file)
+    kubelet, kubeproxy = checked_component_configs(by_kind, file, warnings)
+    cfg = InitConfig(init=init, cluster=cluster, kubelet=kubelet, kubeproxy=kubeproxy, source=file,
+                     warnings=tuple(warnings))
     validate_init_config(cfg)
+    for line in cfg.warnings:
+        log.warning("%s", line)
     return cfg
 
 
 def load_init_config(path: str | Path, *, fill_node_defaults: bool = True) -> InitConfig:
     """Load and validate a kubeadm config file; ``ConfigError`` on any problem."""
     p = Path(path)
-    return build_init_config(_read_documents(p), str(p), fill_node_defaults=fill_node_defaults)
+    return build_init_config(_read_documents(p), str(p), fill_node_defaults=fill_node_defaults,
+                             require_kubeadm_kind=True)

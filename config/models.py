@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kubeboot.config import constants as c
+from kubeboot.config import fieldchecks
 from kubeboot.config.duration import parse_duration
 from kubeboot.config.versions import DEFAULT_KUBERNETES_VERSION, Version, profile
 
@@ -210,14 +211,20 @@ class NodeRegistration(Model):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if v and (len(v) > 253 or not _DNS1123_SUBDOMAIN.match(v)):
-            raise ValueError(f"{v!r} is not a valid node name (lowercase RFC 1123 subdomain)")
+        if v and (problem := fieldchecks.node_name(v)):
+            raise ValueError(problem)
         return v
 
 
 class APIEndpoint(Model):
     advertiseAddress: str = ""
-    bindPort: int = Field(default=c.APISERVER_PORT, ge=1, le=65535)
+    bindPort: int = Field(default=c.APISERVER_PORT, ge=0, le=65535)
+
+    @field_validator("bindPort")
+    @classmethod
+    def _default_port(cls, v: int) -> int:
+        # SetDefaults_APIEndpoint: 0 (Go's zero value, "not set") means the default port.
+        return v or c.APISERVER_PORT
 
     @field_validator("advertiseAddress")
     @classmethod

@@ -53,6 +53,7 @@ class InitConfig:
     kubelet: dict[str, Any] = field(default_factory=dict)  # user's KubeletConfiguration document
     kubeproxy: dict[str, Any] = field(default_factory=dict)  # user's KubeProxyConfiguration document
     source: str = "<defaults>"
+    warnings: tuple[str, ...] = ()  # what loading accepted but kubeadm warns about (config.loader)
 
     # --- identity of this node -----------------------------------------------------------------
     @property

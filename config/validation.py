@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from kubeboot.config import constants as c
 from kubeboot.config import fieldchecks as check
 from kubeboot.config.errors import ConfigError
 from kubeboot.config.featuregates import known_feature_gates
@@ -36,7 +35,6 @@ def problems(cfg: InitConfig) -> Iterator[Problem]:
     """Every broken rule, in kubeadm's order."""
     yield from _init_problems(cfg.init)
     yield from _cluster_problems(cfg.cluster)
-    yield from _component_config_problems(cfg)
 
 
 # --- InitConfiguration ---------------------------------------------------------------------------
@@ -46,6 +44,8 @@ def _init_problems(init: InitConfiguration) -> Iterator[Problem]:
     yield from _node_registration(init.nodeRegistration)
     for i, token in enumerate(init.bootstrapTokens):
         yield from _bootstrap_token(token, f"bootstrapTokens[{i}]")
+    if init.patches and init.patches.directory and (problem := check.node_path(init.patches.directory)):
+        yield INIT, "patches.directory", problem
     for i, name in enumerate(init.skipPhases):
         if name not in INIT_PHASE_PATHS:
             yield INIT, f"skipPhases[{i}]", (
@@ -54,12 +54,17 @@ def _init_problems(init: InitConfiguration) -> Iterator[Problem]:
 
 
 def _node_registration(nr: NodeRegistration) -> Iterator[Problem]:
+    # ValidateSocketPath, after the loader prepended "unix://" to a socket without scheme. kubeadm
+    # prepends it to a socket with another scheme too ("unix://npipe://..."), which only fails later
+    # in the kubelet; kubeboot refuses such a socket here instead.
     path = "nodeRegistration"
     scheme = urlsplit(nr.criSocket).scheme
     if not nr.criSocket:
         yield INIT, f"{path}.criSocket", "empty CRI socket; expected e.g. unix:///var/run/containerd/containerd.sock"
-    elif scheme not in ("", "unix") or (not scheme and not nr.criSocket.startswith("/")):
-        yield INIT, f"{path}.criSocket", f"only URL scheme 'unix' is supported, got {nr.criSocket!r}"
+    elif scheme != "unix":
+        yield INIT, f"{path}.criSocket", (
+            f'Invalid value: "{nr.criSocket}": only URL scheme "unix" is supported, got "{scheme}"'
+        )
     ignored = {item.lower() for item in nr.ignorePreflightErrors}
     if "all" in ignored and len(ignored) > 1:
         yield INIT, f"{path}.ignorePreflightErrors", (
@@ -86,7 +91,7 @@ def _cluster_problems(cl: ClusterConfiguration) -> Iterator[Problem]:
     yield from _image_repository(cl.dns.imageRepository, "dns.imageRepository")
     yield from _networking(cl)
     yield from _sans(cl.apiServer.certSANs, "apiServer.certSANs")
-    if problem := check.absolute_path(cl.certificatesDir):
+    if problem := check.node_path(cl.certificatesDir):
         yield CLUSTER, "certificatesDir", problem
     yield from _feature_gates(cl)
     if cl.controlPlaneEndpoint and (problem := check.host_port(cl.controlPlaneEndpoint)):
@@ -158,7 +163,7 @@ def _etcd(cl: ClusterConfiguration) -> Iterator[Problem]:
         yield CLUSTER, "etcd", "etcd.local and etcd.external are mutually exclusive; set one of them"
         return
     if local is not None:
-        if problem := check.absolute_path(local.dataDir):
+        if problem := check.node_path(local.dataDir):
             yield CLUSTER, "etcd.local.dataDir", problem
         yield from _sans(local.serverCertSANs, "etcd.local.serverCertSANs")
         yield from _sans(local.peerCertSANs, "etcd.local.peerCertSANs")
@@ -185,15 +190,3 @@ def _external_etcd(endpoints: list[str], ca: str, cert: str, key: str) -> Iterat
     for name, value in (("caFile", ca), ("certFile", cert), ("keyFile", key)):
         if value and (problem := check.absolute_path(value)):
             yield CLUSTER, f"{path}.{name}", problem
-
-
-# --- component configs ---------------------------------------------------------------------------
-
-
-def _component_config_problems(cfg: InitConfig) -> Iterator[Problem]:
-    for kind, doc, api in (
-        ("KubeletConfiguration", cfg.kubelet, c.KUBELET_CONFIG_API),
-        ("KubeProxyConfiguration", cfg.kubeproxy, c.KUBEPROXY_CONFIG_API),
-    ):
-        if doc and doc.get("apiVersion") != api:
-            yield kind, "apiVersion", f"unsupported apiVersion {doc.get('apiVersion')!r} for {kind}; expected {api}"

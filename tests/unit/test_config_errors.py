@@ -98,11 +98,11 @@ BAD = [
                                                "  bindPort: 70000"), "InitConfiguration",
      "localAPIEndpoint.bindPort", "less than or equal to 65535"),
     ("bad node name", INIT.replace("name: cp-1", "name: CP_1"), "InitConfiguration", "nodeRegistration.name",
-     "not a valid node name"),
+     'Invalid value: "CP_1": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric'),
     ("bad taint effect", init("").replace("name: cp-1", "name: cp-1\n  taints:\n  - key: a\n    effect: Never"),
      "InitConfiguration", "nodeRegistration.taints[0].effect", "'NoSchedule', 'PreferNoSchedule' or 'NoExecute'"),
     ("CRI socket not unix", INIT.replace("name: cp-1", "name: cp-1\n  criSocket: npipe:////./pipe/containerd"),
-     "InitConfiguration", "nodeRegistration.criSocket", "only URL scheme 'unix' is supported"),
+     "InitConfiguration", "nodeRegistration.criSocket", 'only URL scheme "unix" is supported, got "npipe"'),
     ("'all' with individual preflight errors",
      INIT.replace("name: cp-1", "name: cp-1\n  ignorePreflightErrors: [all, Swap]"), "InitConfiguration",
      "nodeRegistration.ignorePreflightErrors", "don't specify individual checks if 'all' is used"),
@@ -138,10 +138,38 @@ BAD = [
      "mutually exclusive"),
     ("kubelet config of the wrong apiVersion",
      f"{INIT}---\napiVersion: kubelet.config.k8s.io/v1\nkind: KubeletConfiguration\n", "KubeletConfiguration",
-     "apiVersion", "expected kubelet.config.k8s.io/v1beta1"),
+     "apiVersion", "you may have to do manual conversion to 'kubelet.config.k8s.io/v1beta1'"),
     ("kube-proxy config of the wrong apiVersion",
      f"{INIT}---\napiVersion: kubeproxy.config.k8s.io/v1beta1\nkind: KubeProxyConfiguration\n",
-     "KubeProxyConfiguration", "apiVersion", "expected kubeproxy.config.k8s.io/v1alpha1"),
+     "KubeProxyConfiguration", "apiVersion",
+     "you may have to do manual conversion to 'kubeproxy.config.k8s.io/v1alpha1'"),
+    ("certificatesDir climbing out of the node root", cluster("certificatesDir: /etc/kubernetes/../../../tmp/pki\n"),
+     "ClusterConfiguration", "certificatesDir", "must not contain '..'"),
+    ("etcd dataDir climbing out of the node root", cluster("etcd:\n  local:\n    dataDir: /var/lib/../../../etcd\n"),
+     "ClusterConfiguration", "etcd.local.dataDir", "must not contain '..'"),
+    ("patches directory with '..'", init("patches:\n  directory: /etc/kubeadm/../patches\n"), "InitConfiguration",
+     "patches.directory", "must not contain '..'"),
+    ("negative bindPort", init("").replace("advertiseAddress: 10.0.0.10", "advertiseAddress: 10.0.0.10\n"
+                                           "  bindPort: -1"), "InitConfiguration",
+     "localAPIEndpoint.bindPort", "greater than or equal to 0"),
+    ("a kubelet field of the wrong type",
+     f"{INIT}---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nmaxPods: lots\n",
+     "KubeletConfiguration", "maxPods",
+     "json: cannot unmarshal string into Go struct field KubeletConfiguration.maxPods of type int32"),
+    ("a nested kubelet field of the wrong type",
+     f"{INIT}---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+     "authentication:\n  webhook:\n    enabled: 'yes'\n",
+     "KubeletConfiguration", "authentication.webhook.enabled", "of type bool"),
+    ("a kubelet duration that does not parse",
+     f"{INIT}---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nsyncFrequency: often\n",
+     "KubeletConfiguration", "syncFrequency", 'time: invalid duration "often"'),
+    ("a kube-proxy field of the wrong type",
+     f"{INIT}---\napiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+     "conntrack:\n  maxPerCore: [1]\n",
+     "KubeProxyConfiguration", "conntrack.maxPerCore", "cannot unmarshal array into Go struct field"),
+    ("only a KubeletConfiguration", "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n", "",
+     "", "no InitConfiguration or ClusterConfiguration kind was found in the YAML file"),
+    ("an empty file", "", "", "", "no InitConfiguration or ClusterConfiguration kind was found in the YAML file"),
 ]
 
 
@@ -182,6 +210,12 @@ GOOD = [
     ("skipping a parent phase and a leaf", init("skipPhases: [addon, certs/etcd-ca, show-join-command]\n")),
     ("a bare CRI socket path", INIT.replace("name: cp-1", "name: cp-1\n  criSocket: /run/containerd/containerd.sock")),
     ("an image repository with a port and path", cluster("imageRepository: my.registry:5000/k8s\n")),
+    ("bindPort 0 (kubeadm's default)", init("").replace("advertiseAddress: 10.0.0.10", "advertiseAddress: 10.0.0.10\n"
+                                                          "  bindPort: 0")),
+    ("a KubeProxyConfiguration with every kind of Go type",
+     f"{INIT}---\napiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: ipvs\n"
+     "clientConnection: {qps: 5.5, burst: 10}\nipvs: {strictARP: true, syncPeriod: 30s, excludeCIDRs: [10.0.0.0/8]}\n"
+     "conntrack: {maxPerCore: null}\nlogging: {flushFrequency: 5000000000, verbosity: 2}\n"),
 ]
 
 
