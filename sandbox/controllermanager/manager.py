@@ -6,9 +6,12 @@ sandbox kubelet): ``--kubeconfig``, ``--bind-address``/``--secure-port``, ``--co
 ``--cluster-signing-cert-file``/``--cluster-signing-key-file``/``--cluster-signing-duration``.
 Start-up, as a real one: serve health (failing until the controllers run), make sure each controller's
 ServiceAccount exists (with the manager's own certificate), then start every enabled controller with
-its own service-account identity. Leader election is not emulated: every controller is idempotent and
-a lost update race is a 409 retried on the next pass, so several managers of one cluster coexist.
-SIGTERM / SIGINT stop it (exit 0).
+its own service-account identity. With ``--leader-elect`` (the default, and what kubeadm sets) the
+controllers start only once this manager holds the Lease ``kube-system/kube-controller-manager``
+(``leaderelection``; ``--leader-elect-*`` flags as the real one's): the managers of every control-plane
+node of a cluster are candidates and one of them runs the controllers. A candidate is healthy; a leader
+that misses its renew deadline has lost the lease and exits 1 ("leaderelection lost"), as the real one
+does, for the kubelet to restart it. SIGTERM / SIGINT stop it (exit 0); the lease is kept, to expire.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import kubernetes.client as k8s
 
-from kubeboot.sandbox.controllermanager import base, client, health, klog
+from kubeboot.sandbox.controllermanager import base, client, health, klog, leaderelection
 from kubeboot.sandbox.controllermanager.base import Controller
 from kubeboot.sandbox.controllermanager.bootstrapsigner import BootstrapSigner
 from kubeboot.sandbox.controllermanager.csrapprover import CSRApprover
@@ -34,7 +37,9 @@ from kubeboot.sandbox.controllermanager.tokencleaner import TokenCleaner
 from kubeboot.tasks import pki
 
 KCM_PORT = 10257
+LEASE_NAME = "kube-controller-manager"
 log = logging.getLogger("controllermanager")
+Factory = tuple[str, str, Callable[[k8s.ApiClient], Controller]]
 
 
 class StartError(Exception):
@@ -53,10 +58,10 @@ def csr_signer_factory(flags: Flags) -> Callable[[k8s.ApiClient], Controller] | 
     return lambda api: CSRSigner(api, ca_cert, ca_key, ttl)
 
 
-def controller_factories(flags: Flags) -> list[tuple[str, str, Callable[[k8s.ApiClient], Controller]]]:
+def controller_factories(flags: Flags) -> list[Factory]:
     """(controller name, service account, factory) of every enabled controller, in start order."""
     wanted = flags.controllers()
-    out: list[tuple[str, str, Callable[[k8s.ApiClient], Controller]]] = []
+    out: list[Factory] = []
     for cls in (BootstrapSigner, TokenCleaner, CSRApprover, GarbageCollector):
         if enabled(cls.name, wanted):
             out.append((cls.name, cls.account, cls))
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(flags: Flags, stop: threading.Event) -> int:
-    log.info('"Starting emulated kube-controller-manager" (sandbox; leader election not emulated)')
+    elect = flags.boolean("leader-elect", default=True)
+    log.info('"Starting emulated kube-controller-manager" (sandbox) leaderElect=%s', str(elect).lower())
     kubeconfig = flags.get("kubeconfig")
     if not kubeconfig:
         raise StartError("--kubeconfig is required by the emulated kube-controller-manager")
@@ -112,27 +118,73 @@ def run(flags: Flags, stop: threading.Event) -> int:
         raise StartError("--use-service-account-credentials was specified without providing a "
                          "--service-account-private-key-file")
     factories = controller_factories(flags)
-    started = threading.Event()
-    checks: dict[str, health.Check] = {
-        "controllers": lambda: None if started.is_set() else "controllers not started"}
-    server = health.serve(flags.bind_address(), flags.port(KCM_PORT), checks)
+    elector = None
     creds = client.Credentials(client.load_access(kubeconfig))
     try:
-        if use_sa:
-            sa_key = pki.load_key(Path(sa_key_file).read_bytes())
-            if not ensure_accounts(creds, sorted({account for _, account, _ in factories}), stop):
-                return 0
-        threads = []
-        for name, account, factory in factories:
-            api = (creds.token_client(TokenSource(sa_key, client.NAMESPACE, account)) if use_sa
-                   else creds.own_client())
-            threads.append(base.start(factory(api), stop))
-            log.info('"Started controller" controller="%s"', name)
+        if elect:
+            try:
+                config = leaderelection.ElectionConfig.from_flags(
+                    flags, LEASE_NAME, leaderelection.identity(), release_on_cancel=False)
+            except ValueError as e:
+                raise StartError(f"invalid leader election flags: {e}") from None
+            lock = leaderelection.LeaseLock(creds.own_client(), config.namespace, config.name,
+                                            config.renew_deadline / 2)
+            elector = leaderelection.LeaderElector(lock, config)
+        return _serve(flags, creds, factories, elector, stop, sa_key_file if use_sa else "")
+    finally:
+        creds.close()
+
+
+def _serve(flags: Flags, creds: client.Credentials, factories: list[Factory],
+           elector: leaderelection.LeaderElector | None, stop: threading.Event, sa_key_file: str) -> int:
+    """Health server up, then the controllers: at once, or once ``elector`` holds the lease."""
+    started = threading.Event()
+    checks: dict[str, health.Check] = {
+        # A candidate is healthy; a leader is once its controllers run.
+        "controllers": lambda: None if started.is_set() or (elector is not None and not elector.is_leader())
+        else "controllers not started"}
+    if elector is not None:
+        checks["leaderElection"] = elector.check
+    server = health.serve(flags.bind_address(), flags.port(KCM_PORT), checks)
+    threads: list[threading.Thread] = []
+
+    def lead() -> None:
+        threads.extend(start_controllers(creds, factories, sa_key_file, stop))
         started.set()
-        stop.wait()
+
+    # OnStartedLeading runs beside the renewals: creating the accounts may wait for the API server.
+    leading = threading.Thread(target=lead, name="start-controllers", daemon=True)
+    try:
+        if elector is None:
+            leading.start()
+            stop.wait()
+            stopped = True
+        else:
+            stopped = elector.run(stop, leading.start)
+        stop.set()  # a lost lease stops the controllers too
+        if leading.is_alive():
+            leading.join(timeout=5)
         for thread in threads:
             thread.join(timeout=5)
+        if not stopped:
+            log.error('"leaderelection lost"')
+            return 1
         return 0
     finally:
         server.shutdown()
-        creds.close()
+
+
+def start_controllers(creds: client.Credentials, factories: list[Factory], sa_key_file: str,
+                      stop: threading.Event) -> list[threading.Thread]:
+    """Every enabled controller in its thread, each with its own service-account identity when
+    ``sa_key_file`` is set (after making sure those accounts exist)."""
+    threads: list[threading.Thread] = []
+    sa_key = pki.load_key(Path(sa_key_file).read_bytes()) if sa_key_file else None
+    if sa_key is not None and not ensure_accounts(creds, sorted({account for _, account, _ in factories}), stop):
+        return threads
+    for name, account, factory in factories:
+        api = (creds.token_client(TokenSource(sa_key, client.NAMESPACE, account)) if sa_key is not None
+               else creds.own_client())
+        threads.append(base.start(factory(api), stop))
+        log.info('"Started controller" controller="%s"', name)
+    return threads

@@ -25,6 +25,7 @@ from kubeboot.config import constants as c
 SANDBOX_DIR = "/var/lib/kubeboot-sandbox"
 ENV_SANDBOX_DIR = "KUBEBOOT_SANDBOX_DIR"
 ENV_SANDBOX_VERSION = "KUBEBOOT_SANDBOX_VERSION"
+ENV_SANDBOX_HOSTNAME = "KUBEBOOT_SANDBOX_HOSTNAME"  # the node's name, as the pods' hostname
 
 
 def node_path(root: Path, path: str) -> Path:

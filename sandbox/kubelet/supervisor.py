@@ -28,7 +28,7 @@ from typing import Any
 
 from kubeboot.sandbox.kubelet import launch as launch_mod
 from kubeboot.sandbox.kubelet import process
-from kubeboot.sandbox.kubelet.layout import ENV_SANDBOX_DIR, ENV_SANDBOX_VERSION, Layout
+from kubeboot.sandbox.kubelet.layout import ENV_SANDBOX_DIR, ENV_SANDBOX_HOSTNAME, ENV_SANDBOX_VERSION, Layout
 from kubeboot.sandbox.kubelet.probes import Prober, ProbeState
 from kubeboot.sandbox.kubelet.staticpods import StaticPod
 
@@ -219,6 +219,9 @@ class Supervisor:
                 env[str(item["name"])] = str(item["value"])
         env[ENV_SANDBOX_DIR] = str(self.layout.sandbox_dir)
         env[ENV_SANDBOX_VERSION] = plan.version
+        # The hostname a hostNetwork container sees is its node's: the emulated components put it in
+        # their leader-election identity, so a Lease names the node whose component holds it.
+        env[ENV_SANDBOX_HOSTNAME] = self.node_name
         return env
 
     def _stop(self, slot: Slot) -> None:
