@@ -15,6 +15,7 @@ from typing import Any
 from kubeboot.config import constants as c
 from kubeboot.config.duration import parse_duration
 from kubeboot.config.models import ClusterConfiguration, InitConfiguration
+from kubeboot.config.paths import go_clean
 from kubeboot.config.versions import MinorProfile, Version, profile
 
 
@@ -125,7 +126,10 @@ class InitConfig:
     # --- pki -----------------------------------------------------------------------------------
     @property
     def pki_dir(self) -> str:
-        return self.cluster.certificatesDir
+        """certificatesDir cleaned like Go's filepath.Clean, so ``f"{pki_dir}/ca.crt"`` is kubeadm's
+        ``filepath.Join(certificatesDir, "ca.crt")`` (a trailing slash never makes ``pki//ca.crt``).
+        Where kubeadm uses the field as written (the ``k8s-certs`` volume), use ``cluster.certificatesDir``."""
+        return go_clean(self.cluster.certificatesDir)
 
     @property
     def cert_validity_seconds(self) -> float:

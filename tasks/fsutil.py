@@ -17,6 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kubeboot.config.paths import go_clean
+from kubeboot.tasks.errors import PermanentError
+
 if TYPE_CHECKING:
     import ssl
 
@@ -57,12 +60,36 @@ def load_cert_chain_pem(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes
 
 
 class NodeFS:
+    """The files of one node under ``root``. Nothing it changes lies outside the root: a node path is
+    cleaned as if ``root`` were ``/`` (``..`` stops at the root, as in a chroot), and before a write,
+    mkdir, chown or remove the directory's real path (symlinks resolved) must still be under the
+    root, else ``PermanentError`` — a symlink in a node root must not lead kubeboot's writes (a CA
+    key ...) into the host."""
+
     def __init__(self, root: str | Path = "/") -> None:
         self.root = Path(root)
 
     def path(self, node_path: str) -> Path:
         """The real path of an absolute node path (``/etc/kubernetes/admin.conf``)."""
-        return self.root / node_path.lstrip("/")
+        return self.root / go_clean("/" + node_path).lstrip("/")
+
+    def _for_change(self, node_path: str) -> Path:
+        """``path(node_path)``, once it (or, while it does not exist, its nearest existing ancestor)
+        resolves inside the root."""
+        target = self.path(node_path)
+        root = os.path.realpath(self.root)
+        if root == "/":
+            return target
+        existing = target
+        while not existing.exists() and existing != self.root:
+            existing = existing.parent
+        real = os.path.realpath(existing)
+        if real != root and not real.startswith(root + os.sep):
+            raise PermanentError(
+                f"{node_path} leads to {real} (through a symbolic link), outside the node root {self.root}: "
+                "refusing to change files there"
+            )
+        return target
 
     def exists(self, node_path: str) -> bool:
         return self.path(node_path).exists()
@@ -78,14 +105,27 @@ class NodeFS:
         return None if data is None else data.decode()
 
     def mkdir(self, node_path: str, mode: int = 0o755) -> None:
-        p = self.path(node_path)
-        if not p.is_dir():
-            p.mkdir(mode=mode, parents=True, exist_ok=True)
+        """Go's os.MkdirAll: every missing directory created with ``mode``; existing ones left as they are."""
+        p = self._for_change(node_path)
+        missing = []
+        while not p.is_dir():
+            missing.append(p)
+            p = p.parent
+        for d in reversed(missing):
+            d.mkdir(mode=mode, exist_ok=True)
+            os.chmod(d, mode)  # as asked, whatever the umask (kubeadm runs as root with umask 022)
+
+    def chown(self, node_path: str, uid: int, gid: int, mode: int | None = None) -> None:
+        """os.Chown, then os.Chmod when ``mode`` is given (kubeadm's UpdatePathOwnerAndPermissions)."""
+        p = self._for_change(node_path)
+        os.chown(p, uid, gid)
+        if mode is not None:
+            os.chmod(p, mode)
 
     def write(self, node_path: str, data: bytes | str, mode: int = 0o644, dir_mode: int = 0o755) -> bool:
         """Atomically write ``data`` with ``mode``; return False when nothing had to change."""
         raw = data.encode() if isinstance(data, str) else data
-        target = self.path(node_path)
+        target = self._for_change(node_path)
         try:
             st = target.stat()
             if (st.st_mode & 0o7777) == mode and target.read_bytes() == raw:
@@ -97,7 +137,7 @@ class NodeFS:
 
     def remove(self, node_path: str) -> bool:
         try:
-            self.path(node_path).unlink()
+            self._for_change(node_path).unlink()
         except FileNotFoundError:
             return False
         return True

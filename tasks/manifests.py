@@ -20,7 +20,6 @@ order, strings that would read back as another type double-quoted, ``status: {}`
 from __future__ import annotations
 
 import math
-import posixpath
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -206,12 +205,6 @@ def container(name: str, image: str, command: list[str], *, port: int, mounts: l
 
 def manifest_path(component: str) -> str:
     return f"{c.MANIFESTS_DIR}/{component}.yaml"
-
-
-def clean_dir(path: str) -> str:
-    """Go's filepath.Dir: the cleaned directory of ``path``, ``.`` for a bare file name."""
-    return posixpath.normpath(posixpath.dirname(path) or ".")
-
 
 
 # --- writing -----------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def _log(ctx: NodeContext, message: str) -> None:
 
 
 def run_certs(ctx: NodeContext) -> None:
-    _log(ctx, f'Using certificateDir folder "{ctx.cfg.pki_dir}"')
+    _log(ctx, f'Using certificateDir folder "{ctx.cfg.cluster.certificatesDir}"')
     _prefetch_keys(ctx)
 
 

@@ -19,6 +19,7 @@ from cryptography import x509
 
 from kubeboot.config import constants as c
 from kubeboot.config.models import ControlPlaneComponent
+from kubeboot.config.paths import go_dir
 from kubeboot.config.resolved import InitConfig, join_host_port
 from kubeboot.tasks import manifests as m
 from kubeboot.tasks.fsutil import NodeFS
@@ -122,10 +123,11 @@ def etcd_cert_dirs(cfg: InitConfig) -> list[str]:
     ext = cfg.cluster.etcd.external
     if ext is None:
         return []
-    mounted = (c.CA_CERTS_DIR, *c.CA_CERTS_EXTRA_DIRS, cfg.pki_dir)
+    # certificatesDir as written, as kubeadm compares it (a trailing slash makes it miss <pki>'s own files).
+    mounted = (c.CA_CERTS_DIR, *c.CA_CERTS_EXTRA_DIRS, cfg.cluster.certificatesDir)
     dirs: set[str] = set()
     for path in (ext.caFile, ext.certFile, ext.keyFile):
-        d = m.clean_dir(path)
+        d = go_dir(path)
         # String prefixes, as kubeadm compares them (strings.HasPrefix), not path components.
         if d == "." or d.startswith(mounted):
             continue
@@ -137,8 +139,9 @@ def etcd_cert_dirs(cfg: InitConfig) -> list[str]:
 
 def control_plane_mounts(cfg: InitConfig, component: str, host_has: HostCheck) -> m.HostPathMounts:
     """getHostPathVolumesForTheControlPlane for one component; ``host_has`` answers os.Stat on the node."""
-    mounts, pki, cluster = m.HostPathMounts(), cfg.pki_dir, cfg.cluster
+    mounts, cluster = m.HostPathMounts(), cfg.cluster
     if component in (c.KUBE_APISERVER, c.KUBE_CONTROLLER_MANAGER):
+        pki = cluster.certificatesDir  # kubeadm mounts the field as written (volumes.go)
         mounts.add("k8s-certs", pki, pki, True, m.DIR_OR_CREATE)
         mounts.add("ca-certs", c.CA_CERTS_DIR, c.CA_CERTS_DIR, True, m.DIR_OR_CREATE)
         for d in c.CA_CERTS_EXTRA_DIRS:

@@ -1,8 +1,9 @@
 """Phase ``etcd/local``: the static Pod manifest of a local, single-member etcd (kubeadm-spec 2.4).
 
-Reads: the configuration; the patches directory (``etcd`` target). Writes: ``/etc/kubernetes/manifests/
-etcd.yaml`` (0600, directory 0700), only when its bytes change, so a re-run keeps the file and its
-mtime, and the kubelet restarts etcd only when the manifest really changed.
+Reads: the configuration; the patches directory (``etcd`` target). Writes: the etcd data directory
+(``etcd.local.dataDir``, missing directories created 0700 as kubeadm's CreateDataDirectory does); then
+``/etc/kubernetes/manifests/etcd.yaml`` (0600, directory 0700), only when its bytes change, so a re-run
+keeps the file and its mtime, and the kubelet restarts etcd only when the manifest really changed.
 
 The Pod is kubeadm's GetEtcdPodSpec (phases/etcd/local.go) for an init: ``--initial-cluster`` holds
 this member only. Flags follow the etcd version of the image tag: etcd 3.6 renamed the
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kubeboot.config import constants as c
+from kubeboot.config.paths import go_join
 from kubeboot.config.resolved import InitConfig, join_host_port
 from kubeboot.tasks import manifests as m
 from kubeboot.tasks.errors import PermanentError
@@ -92,7 +94,9 @@ def etcd_command(cfg: InitConfig) -> list[str]:
 
 def etcd_pod(cfg: InitConfig) -> dict[str, Any]:
     etcd = cfg.cluster.local_etcd
-    certs_dir = f"{cfg.pki_dir}/etcd"
+    # kubeadm writes certificatesDir+"/etcd", which a trailing slash turns into "pki//etcd"; kubeboot joins
+    # it as filepath.Join would (the one place it departs from kubeadm's bytes: the same directory).
+    certs_dir = go_join(cfg.cluster.certificatesDir, "etcd")
     volumes = {"etcd-data": m.host_path_volume("etcd-data", etcd.dataDir, m.DIR_OR_CREATE),
                "etcd-certs": m.host_path_volume("etcd-certs", certs_dir, m.DIR_OR_CREATE)}
     host, port, scheme = probe_endpoint(cfg)
@@ -108,10 +112,26 @@ def etcd_pod(cfg: InitConfig) -> dict[str, Any]:
     return m.component_pod(box, volumes, {c.ETCD_ADVERTISE_ANNOTATION: client_url(cfg)})
 
 
+DATA_DIR_MODE = 0o700  # etcdutil.CreateDataDirectory: os.MkdirAll(dir, 0700)
+
+
+def ensure_data_dir(ctx: NodeContext) -> None:
+    """etcdutil.CreateDataDirectory: missing directories of dataDir created 0700; existing ones kept."""
+    data_dir = ctx.cfg.cluster.local_etcd.dataDir
+    if ctx.cfg.init.dryRun:
+        ctx.log(PHASE, f'Would ensure that "{data_dir}" directory is present')
+        return
+    try:
+        ctx.fs.mkdir(data_dir, DATA_DIR_MODE)
+    except OSError as e:
+        raise PermanentError(f'failed to create the etcd data directory: "{data_dir}": {e.strerror}') from e
+
+
 def run_etcd_local(ctx: NodeContext) -> None:
     cfg = ctx.cfg
     if cfg.cluster.is_external_etcd:
         raise PermanentError("etcd static pod manifest cannot be generated for cluster using external etcd")
+    ensure_data_dir(ctx)
     ctx.log(PHASE, f'Creating static Pod manifest for local etcd in "{c.MANIFESTS_DIR}"')
     announced = ctx.scratch.setdefault(SCRATCH_PATCHES, set())
     pod = m.finish_pod(c.ETCD, etcd_pod(cfg), cfg.patches_dir, ctx.out, announced)
