@@ -2,9 +2,11 @@
 
 Reads and writes nothing. Every sandbox node owns one address in 127.0.0.0/8 (Linux routes the whole
 block to ``lo``, so any of them can be bound without configuration) and uses kubeadm's standard ports on
-it: nodes and clusters never clash. Whatever a node's manifests bind to ``127.0.0.1``, ``localhost`` or
-``::1`` is moved to the node's address; the node worker's health checks follow the same map
-(``tasks.runtime.loopback_map``).
+it: nodes and clusters never clash. Cluster ``c`` owns the block ``127.77.<c>.0/24``: its nodes take
+``.1`` to ``.253`` and ``.254`` is its control-plane endpoint, where the cluster's load balancer
+(``sandbox.loadbalancer``) listens when it has several control-plane nodes. Whatever a node's
+manifests bind to ``127.0.0.1``, ``localhost`` or ``::1`` is moved to the node's address; the node
+worker's health checks follow the same map (``tasks.runtime.loopback_map``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from collections.abc import Callable
 # 127.77.<cluster>.<node>: far from 127.0.0.1 and from the addresses tests pick by hand (127.0.x.y).
 SANDBOX_PREFIX = (127, 77)
 MAX_CLUSTERS = 256
-MAX_NODES = 254  # .0 and .255 left out: they read as network/broadcast addresses to people
+MAX_NODES = 253  # .0 and .255 left out: they read as network/broadcast addresses to people
+ENDPOINT_HOST = 254  # the cluster's load balancer
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
@@ -39,6 +42,13 @@ def node_address(cluster: int, node: int) -> str:
     if not 1 <= node <= MAX_NODES:
         raise ValueError(f"node index {node} out of range 1..{MAX_NODES}")
     return f"{SANDBOX_PREFIX[0]}.{SANDBOX_PREFIX[1]}.{cluster}.{node}"
+
+
+def endpoint_address(cluster: int) -> str:
+    """The control-plane endpoint address of sandbox cluster ``cluster`` (0-based): its load balancer's."""
+    if not 0 <= cluster < MAX_CLUSTERS:
+        raise ValueError(f"cluster index {cluster} out of range 0..{MAX_CLUSTERS - 1}")
+    return f"{SANDBOX_PREFIX[0]}.{SANDBOX_PREFIX[1]}.{cluster}.{ENDPOINT_HOST}"
 
 
 def is_node_address(address: str) -> bool:

@@ -5,7 +5,9 @@ Reads: the node's ``kubelet.pid`` and pods' ``pid``/``state.json`` files, ``/pro
 
 Like ``systemctl`` for a real kubelet: ``start`` launches the daemon (detached, its own session) unless
 it already runs and waits, bounded, until its ``/healthz`` answers; ``stop`` ends the daemon and leaves
-the static Pods running (a restarted daemon adopts them); ``restart`` is both. ``stop_all`` is for
+the static Pods running (a restarted daemon adopts them); ``restart`` is both. ``stop`` leaves the mark
+``kubelet.stopped`` until the next start: the sandbox's supervisor (``sandbox.supervise``) restarts a
+kubelet that died, as systemd's ``Restart=always`` does, but not one stopped on purpose. ``stop_all`` is for
 ``kubeboot sandbox down``: the daemon and every pod process of the node, so nothing is left behind.
 Like kubeadm's kubelet driver, nothing here raises for kubelet trouble: it is reported through ``out``.
 """
@@ -69,14 +71,23 @@ class SandboxKubelet:
     def is_active(self) -> bool:
         return self.daemon_pid() is not None
 
+    def stopped_on_purpose(self) -> bool:
+        return self.layout.stopped_file.exists()
+
+    def launch(self) -> subprocess.Popen[bytes] | None:
+        """Start the daemon unless it runs, without waiting for it to be healthy; the process started."""
+        self.layout.stopped_file.unlink(missing_ok=True)
+        return self._spawn() if self.daemon_pid() is None else None
+
     def start(self, out: Callable[[str], None]) -> None:
-        if self.daemon_pid() is None:
-            self._spawn()
-        if not self._wait_healthy(START_TIMEOUT_SECONDS):
+        self.launch()
+        if not self.wait_healthy(START_TIMEOUT_SECONDS):
             out(f"[kubelet-start] WARNING: the sandbox kubelet of {self.node_name} is not healthy at "
                 f"{self.healthz_url} after {START_TIMEOUT_SECONDS:.0f}s; see {self.layout.log_file}")
 
     def stop(self, out: Callable[[str], None]) -> None:
+        self.layout.sandbox_dir.mkdir(parents=True, exist_ok=True)
+        self.layout.stopped_file.touch()
         pid = self.daemon_pid()
         if pid is None:
             return
@@ -117,7 +128,7 @@ class SandboxKubelet:
 
     # --- helpers ----------------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         self.layout.sandbox_dir.mkdir(parents=True, exist_ok=True)
         argv = [self._python, "-m", _MODULE, "--root", str(self.root), "--node-name", self.node_name,
                 "--address", self.address, "--log-level", self._log_level]
@@ -126,6 +137,7 @@ class SandboxKubelet:
                                     cwd=self.root, start_new_session=True, close_fds=True)
         # Reap it whenever it exits: a zombie daemon would look alive to a pid check for ever.
         threading.Thread(target=proc.wait, name=f"reap-kubelet-{self.node_name}", daemon=True).start()
+        return proc
 
     def _healthy(self) -> bool:
         try:
@@ -134,7 +146,7 @@ class SandboxKubelet:
         except OSError:
             return False
 
-    def _wait_healthy(self, timeout: float) -> bool:
+    def wait_healthy(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._healthy():

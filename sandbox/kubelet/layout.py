@@ -3,7 +3,8 @@
 Reads: ``<root>/var/lib/kubelet/config.yaml`` (kubeadm's kubelet-start writes it). Writes nothing.
 
 Files of the sandbox kubelet, all under the node root:
-- ``/var/lib/kubeboot-sandbox/kubelet.pid``, ``kubelet.log``, ``kubelet.lock`` (held while a daemon runs);
+- ``/var/lib/kubeboot-sandbox/kubelet.pid``, ``kubelet.log``, ``kubelet.lock`` (held while a daemon runs),
+  ``kubelet.stopped`` (while it is stopped on purpose);
 - ``/var/lib/kubeboot-sandbox/pods/<pod>/pid`` and ``state.json`` (argv, process start time, restarts):
   how a restarted daemon adopts its running pods and how ``sandbox down`` finds every one of them;
 - ``/var/lib/kubeboot-sandbox/pods.json``: status of every pod for ``kubeboot sandbox status``;
@@ -48,6 +49,11 @@ class Layout:
     @property
     def lock_file(self) -> Path:
         return self.sandbox_dir / "kubelet.lock"
+
+    @property
+    def stopped_file(self) -> Path:
+        """Present while the kubelet is stopped on purpose (not to be restarted by the supervisor)."""
+        return self.sandbox_dir / "kubelet.stopped"
 
     @property
     def log_file(self) -> Path:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from kubeboot.sandbox.addresses import map_host, map_loopback, node_address
+from kubeboot.sandbox.addresses import MAX_NODES, endpoint_address, map_host, map_loopback, node_address
 from kubeboot.sandbox.kubelet import launch
 from kubeboot.sandbox.kubelet.probes import probe_url
 from kubeboot.sandbox.kubelet.staticpods import parse_pod
@@ -168,6 +168,11 @@ def test_node_addresses_are_distinct_loopback_addresses() -> None:
     assert len({node_address(c, n) for c in range(3) for n in range(1, 4)}) == 9
     with pytest.raises(ValueError, match="node index 0"):
         node_address(0, 0)
+    # .254 of a cluster's block is its control-plane endpoint (the load balancer), never a node's.
+    assert endpoint_address(3) == "127.77.3.254"
+    assert endpoint_address(3) not in {node_address(3, n) for n in range(1, MAX_NODES + 1)}
+    with pytest.raises(ValueError, match="node index 254"):
+        node_address(0, 254)
     assert map_host("localhost", A) == A
     assert map_host(ADV, A) == ADV
     assert map_loopback("https://127.0.0.1:6443", "") == "https://127.0.0.1:6443"
