@@ -66,6 +66,17 @@ SCHEDULER_USER: Final = "system:kube-scheduler"
 DEFAULT_TOKEN_GROUP: Final = "system:bootstrappers:kubeadm:default-node-token"
 TLS_BOOTSTRAP_TOKEN_USER: Final = "tls-bootstrap-token-user"  # user of bootstrap-kubelet.conf (join)
 
+# RootlessControlPlane (kubeadm constants.go, KEP-2568): the users and groups the static Pods run as.
+NONROOT_ETCD_USER: Final = "kubeadm-etcd"
+NONROOT_APISERVER_USER: Final = "kubeadm-kas"
+NONROOT_KCM_USER: Final = "kubeadm-kcm"
+NONROOT_SCHEDULER_USER: Final = "kubeadm-ks"
+NONROOT_SA_KEY_READERS_GROUP: Final = "kubeadm-sa-key-readers"
+ETC_PASSWD: Final = "/etc/passwd"
+ETC_GROUP: Final = "/etc/group"
+ETC_LOGIN_DEFS: Final = "/etc/login.defs"
+FEATURE_ROOTLESS_CONTROL_PLANE: Final = "RootlessControlPlane"
+
 # --- defaults (spec 2.16) ----------------------------------------------------------------------
 DEFAULT_IMAGE_REPOSITORY: Final = "registry.k8s.io"
 DEFAULT_CLUSTER_NAME: Final = "kubernetes"

@@ -8,7 +8,7 @@ graduation history in kubeadm-spec section 1:
 - WaitForAllControlPlaneComponents: GA/locked 1.34, removed 1.35 (k/k#132594, #134781)
 - ControlPlaneKubeletLocalMode: beta 1.33, GA/locked 1.35, removed 1.36 (k/k#129956, #134106, #135773)
 - NodeLocalCRISocket: beta 1.34, GA 1.36, removed 1.37 (k/k#135742, #138645)
-- RootlessControlPlane: alpha since 1.22, still listed
+- RootlessControlPlane: alpha since 1.22, still listed; off by default, implemented by ``tasks.rootless``
 - EtcdLearnerMode (removed 1.33) and PublicKeysECDSA (deprecated 1.31, replaced by
   ``encryptionAlgorithm``) are gone from every supported minor.
 """

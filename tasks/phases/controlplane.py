@@ -6,7 +6,9 @@ kubeadm's os.Stat on the host) and whether ``<pki>/ca.key`` is absent next to a 
 (External CA mode: the controller-manager gets empty ``--cluster-signing-*-file`` flags); the proxy
 variables of this process (``*_proxy``), like kubeadm; the patches directory (per-component targets).
 Writes: ``/etc/kubernetes/manifests/<component>.yaml`` (0600, directory 0700) only when its bytes
-change: a re-run keeps files and mtimes, one changed ``extraArgs`` rewrites only its manifest.
+change: a re-run keeps files and mtimes, one changed ``extraArgs`` rewrites only its manifest. With the
+RootlessControlPlane gate, first the users and groups and the owners of the component's keys and
+kubeconfig (``tasks.rootless``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from kubeboot.config.models import ControlPlaneComponent
 from kubeboot.config.paths import go_dir
 from kubeboot.config.resolved import InitConfig, join_host_port
 from kubeboot.tasks import manifests as m
+from kubeboot.tasks import rootless
 from kubeboot.tasks.fsutil import NodeFS
 from kubeboot.tasks.phases.context import NodeContext
 from kubeboot.tasks.phases.etcd import SCRATCH_PATCHES
@@ -247,5 +250,7 @@ def run_control_plane(ctx: NodeContext, component: str) -> None:
         raise ValueError(f"unknown control-plane component {component!r}")
     ctx.log(PHASE, f'Creating static Pod manifest for "{component}"')
     announced = ctx.scratch.setdefault(SCRATCH_PATCHES, set())
-    pod = m.finish_pod(component, node_pod(ctx, component), ctx.cfg.patches_dir, ctx.out, announced)
+    pod = rootless.apply(ctx.fs, ctx.cfg, component, node_pod(ctx, component), lambda line: ctx.log(PHASE, line),
+                         external_ca=using_external_ca(ctx.fs, ctx.cfg))
+    pod = m.finish_pod(component, pod, ctx.cfg.patches_dir, ctx.out, announced)
     m.write_static_pod(ctx.fs, component, pod)

@@ -4,6 +4,8 @@ Reads: the configuration; the patches directory (``etcd`` target). Writes: the e
 (``etcd.local.dataDir``, missing directories created 0700 as kubeadm's CreateDataDirectory does); then
 ``/etc/kubernetes/manifests/etcd.yaml`` (0600, directory 0700), only when its bytes change, so a re-run
 keeps the file and its mtime, and the kubelet restarts etcd only when the manifest really changed.
+With the RootlessControlPlane gate, the users and groups first, then the owner of etcd's keys and data
+(``tasks.rootless``).
 
 The Pod is kubeadm's GetEtcdPodSpec (phases/etcd/local.go) for an init: ``--initial-cluster`` holds
 this member only. Flags follow the etcd version of the image tag: etcd 3.6 renamed the
@@ -21,6 +23,7 @@ from kubeboot.config import constants as c
 from kubeboot.config.paths import go_join
 from kubeboot.config.resolved import InitConfig, join_host_port
 from kubeboot.tasks import manifests as m
+from kubeboot.tasks import rootless
 from kubeboot.tasks.errors import PermanentError
 from kubeboot.tasks.phases.context import NodeContext
 
@@ -134,5 +137,6 @@ def run_etcd_local(ctx: NodeContext) -> None:
     ensure_data_dir(ctx)
     ctx.log(PHASE, f'Creating static Pod manifest for local etcd in "{c.MANIFESTS_DIR}"')
     announced = ctx.scratch.setdefault(SCRATCH_PATCHES, set())
-    pod = m.finish_pod(c.ETCD, etcd_pod(cfg), cfg.patches_dir, ctx.out, announced)
+    pod = rootless.apply(ctx.fs, cfg, c.ETCD, etcd_pod(cfg), lambda line: ctx.log(PHASE, line))
+    pod = m.finish_pod(c.ETCD, pod, cfg.patches_dir, ctx.out, announced)
     m.write_static_pod(ctx.fs, c.ETCD, pod)
