@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kubeboot.phase")
 
+JOIN_TASK_PREFIX = "kubeboot.join."  # task names are kubeboot.<workflow>.<phase path>
+
 DEFAULT_SOFT_TIME_LIMIT = 120.0  # a phase that runs longer is stuck: waiting is done by retries
 DEFAULT_TIME_LIMIT = 150.0
 
@@ -114,7 +116,12 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
             log.info("[%s] %s", node, line)
 
         ctx: PhaseContext
-        if self.phase_target == "control":
+        if self.name.startswith(JOIN_TASK_PREFIX):
+            # A join's config is a JoinConfiguration plus what discovery learnt of the cluster.
+            from kubeboot.tasks.joinrun import join_context
+
+            ctx = join_context(rt, run_id, node, self.phase_target, out=out, secrets=secrets, scratch=scratch)
+        elif self.phase_target == "control":
             ctx = ControlContext(rt.config(run_id), node, out=out, secrets=secrets, scratch=scratch,
                                  address_map=rt.address_map, show_secrets=False)  # out is the worker log
         else:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from functools import cache
 
 from kubeboot.workflows.init_tree import INIT_PHASES
+from kubeboot.workflows.join_tree import JOIN_PHASES
 from kubeboot.workflows.phase import walk
 
-WORKFLOWS = {"init": INIT_PHASES}
+WORKFLOWS = {"init": INIT_PHASES, "join": JOIN_PHASES}
 
 
 @cache

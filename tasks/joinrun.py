@@ -1,0 +1,78 @@
+"""The context a join phase gets when it runs as a task (``PhaseTask`` of a ``kubeboot.join.*`` task).
+
+Reads: the run's config documents (the JoinConfiguration, encrypted in the run state) and the run
+secrets discovery left (``tasks.phases.joincontext``). Writes: nothing itself.
+
+The etcd membership turn of a node phase is a Redis ``SerialLock`` of the cluster (the cluster's own
+name, learnt by discovery), purpose ``etcd-member``: one membership change at a time per cluster, the
+holder being the join run; re-entrant for that run (a retried or resumed etcd-join keeps its turn),
+recovered when the holding run has ended, and lapsing with ``KUBEBOOT_LOCK_TTL`` if its worker vanished.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kubeboot.config.join import JoinConfig, build_join_config
+from kubeboot.tasks.fsutil import NodeFS
+from kubeboot.tasks.phases.context import ControlContext, PhaseContext, SecretsHandle
+from kubeboot.tasks.phases.joincontext import JoinNodeContext, config_for
+
+if TYPE_CHECKING:
+    from kubeboot.tasks.runtime import WorkerRuntime
+
+MEMBERSHIP_PURPOSE = "etcd-member"
+_CACHE: OrderedDict[str, JoinConfig] = OrderedDict()  # a run's JoinConfiguration never changes
+_CACHE_SIZE = 16
+
+
+def join_config(rt: WorkerRuntime, run_id: str) -> JoinConfig:
+    if run_id not in _CACHE:
+        _CACHE[run_id] = build_join_config(rt.store.run_config(run_id), f"run {run_id}")
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return _CACHE[run_id]
+
+
+class RedisTurn:
+    """``joincontext.Turn`` over the cluster's ``etcd-member`` SerialLock, held by the join run."""
+
+    def __init__(self, rt: WorkerRuntime, run_id: str, cluster: Callable[[], str]) -> None:
+        self._rt = rt
+        self._run_id = run_id
+        self._cluster = cluster  # read when used: known once discovery has run
+
+    def _lock(self) -> Any:
+        from kubeboot.tasks.state.lock import SerialLock
+
+        return SerialLock(self._rt.redis, self._cluster(), MEMBERSHIP_PURPOSE, self._rt.settings.lock_ttl,
+                          activity="is changing its etcd membership for")
+
+    def acquire(self) -> str:
+        from kubeboot.tasks.state.lock import LockHeldError
+
+        lock = self._lock()
+        lock.release_if_owner_finished(self._rt.store)  # a failed join's turn is free again
+        try:
+            lock.acquire(self._run_id)
+        except LockHeldError as e:
+            return str(e)
+        return ""
+
+    def release(self) -> None:
+        self._lock().release(self._run_id)
+
+
+def join_context(rt: WorkerRuntime, run_id: str, node: str, target: str, *, out: Callable[[str], None],
+                 secrets: SecretsHandle, scratch: dict[str, Any]) -> PhaseContext:
+    join = join_config(rt, run_id)
+    cfg = config_for(join, secrets.get)
+    if target == "control":
+        return ControlContext(cfg, node, out=out, secrets=secrets, scratch=scratch, address_map=rt.address_map,
+                              show_secrets=False)  # out is the worker log
+    ctx = JoinNodeContext(cfg, NodeFS(rt.root), out=out, secrets=secrets, scratch=scratch,
+                          address_map=rt.address_map, kubelet=rt.kubelet, show_secrets=False, join=join)
+    ctx.turn = RedisTurn(rt, run_id, lambda: ctx.cfg.cluster.clusterName)
+    return ctx

@@ -1,0 +1,74 @@
+"""Planning and submitting a join: ``kubeboot join phase`` (in process) and ``kubeboot submit join``.
+
+``plan_join`` is ``select`` over the join tree with the JoinConfiguration's ``skipPhases`` and
+``--skip-phases``; a worker join drops the control-plane phases (recorded ``skipped``, "not a
+control-plane join"). ``submit_join`` records a ``kind: join`` run and sends its chain: node phases to
+``node.<node name>``, ``control-plane-join/mark-control-plane`` to ``control``.
+
+The run's config is the JoinConfiguration document, token and certificate key included, stored
+encrypted whole like an init's config: they never travel as task arguments. A join takes no cluster
+lock at submit (worker joins of a cluster run side by side); its ``etcd-join`` takes the cluster's
+``etcd-member`` turn when it gets there. The run's ``cluster`` label is ``--cluster`` when given, else
+the discovery endpoint (``10.0.0.1-6443``): the cluster's own name is learnt only by discovery, on the node.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from kubeboot.workflows.join_tree import CONTROL_PLANE_ONLY, JOIN_PHASES
+from kubeboot.workflows.routing import node_queue, queue_for
+from kubeboot.workflows.selection import Step, select
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from kubeboot.config.join import JoinConfig
+    from kubeboot.tasks.state import RunRecord, RunStore
+    from kubeboot.workflows.runs import Submitted
+
+NOT_CONTROL_PLANE = "not a control-plane join (--control-plane not given)"
+
+
+def plan_join(join: JoinConfig, target: str = "all", skip: list[str] | None = None) -> list[Step]:
+    """The join steps for ``target``; UnknownPhaseError for a bad path."""
+    skips = list(join.join.skipPhases) + list(skip or [])
+    drop = {} if join.is_control_plane else dict.fromkeys(CONTROL_PLANE_ONLY, NOT_CONTROL_PLANE)
+    return select(JOIN_PHASES, "join", join.provisional_init_config(), target, skips, drop)
+
+
+def run_label(join: JoinConfig, cluster: str | None) -> str:
+    """The run's ``cluster`` field: a name the run store accepts."""
+    if cluster:
+        return cluster
+    endpoint = join.endpoint or "discovery-file"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", endpoint).strip("-.") or "join"
+
+
+def submit_join(app: Celery, store: RunStore, join: JoinConfig, *, skip: list[str] | None = None,
+                cluster: str | None = None) -> Submitted:
+    """Record a new join run of ``join``'s node and send its chain."""
+    from kubeboot.config.models import dump
+    from kubeboot.workflows.runs import Submitted, _ends_run_on_error, chain_of, declare
+
+    node = join.node_name
+    steps = [(node, s) for s in plan_join(join, "all", skip) if s.placed.phase.action or s.skip_reason]
+    plan = [(n, s.path) for n, s in steps]
+    run = store.create_run(kind="join", cluster=run_label(join, cluster), config=[dump(join.join)], plan=plan)
+    queues = [queue_for(s.placed.phase.target, n) for n, s in steps] + [node_queue(node)]
+    with _ends_run_on_error(store, run.id, "submit"):
+        for n, s in steps:
+            if s.skip_reason:
+                store.mark_phase_skipped(run.id, n, s.path, reason=s.skip_reason)
+        declare(app, queues)
+        chain_of(app, run.id, [(n, s) for n, s in steps if s.runs_action]).apply_async()
+    return Submitted(run, sorted(set(queues)))
+
+
+def join_steps_by_path(store: RunStore, run: RunRecord) -> dict[str, Step]:
+    """For ``resume``: the join plan of a recorded run, by phase path."""
+    from kubeboot.config.join import build_join_config
+
+    join = build_join_config(store.run_config(run.id), f"run {run.id}")
+    return {s.path: s for s in plan_join(join, "all")}
