@@ -1,7 +1,8 @@
 """The sandbox kubelet daemon of one node: ``python -m kubeboot.sandbox.kubelet --root R --node-name N --address A``.
 
 Reads: ``<root>/var/lib/kubelet/config.yaml`` (once, at start, as the kubelet), the static Pod directory
-(every 0.5 s), ``kubelet.conf`` / ``bootstrap-kubelet.conf`` (``registration``).
+(every 0.5 s), ``kubelet.conf`` / ``bootstrap-kubelet.conf`` (``registration``), and with
+``rotateCertificates: true`` the client certificate store (``certrotation``).
 Writes: ``kubelet.pid`` (while running), ``kubelet.lock`` (held: one daemon per node root), the pods'
 files (``supervisor``); logs to stderr (the driver sends it to ``kubelet.log``).
 
@@ -104,6 +105,7 @@ def run(root: Path, node_name: str, address: str) -> int:
             server = serve_healthz(host, settings.healthz_port)
             log.info("serving healthz on http://%s:%d/healthz", host, settings.healthz_port)
         node = _start_registration(root, node_name, address, supervisor, stop)
+        rotation = _start_rotation(root, node_name, address, stop) if settings.rotate_certificates else None
         try:
             while not stop.wait(POLL_SECONDS):
                 try:
@@ -113,8 +115,9 @@ def run(root: Path, node_name: str, address: str) -> int:
         finally:
             if server is not None:
                 server.shutdown()
-            if node is not None:
-                node.join(timeout=5)
+            for thread in (node, rotation):
+                if thread is not None:
+                    thread.join(timeout=5)
     log.info("kubelet stopped")
     return 0
 
@@ -131,6 +134,16 @@ def _start_registration(root: Path, node_name: str, address: str, supervisor: Su
     thread = threading.Thread(target=agent.run, args=(stop,), name="node-status", daemon=True)
     thread.start()
     return thread
+
+
+def _start_rotation(root: Path, node_name: str, address: str, stop: threading.Event) -> threading.Thread | None:
+    """The client certificate manager (``rotateCertificates: true``) in the background."""
+    try:
+        from kubeboot.sandbox.kubelet import certrotation
+    except ImportError as e:  # the kubernetes client is missing
+        log.warning("client certificate rotation disabled: %s", e)
+        return None
+    return certrotation.start(root, node_name, address, stop)
 
 
 def main(argv: list[str] | None = None) -> int:

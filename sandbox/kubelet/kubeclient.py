@@ -44,12 +44,28 @@ def rooted(doc: dict[str, Any], root: Path, address: str) -> dict[str, Any]:
     return out
 
 
-def api_client(root: Path, path: str, address: str) -> client.ApiClient:
-    """An ApiClient authenticated as the kubeconfig at node path ``path`` says."""
+def with_client_pem(doc: dict[str, Any], pem_path: str) -> dict[str, Any]:
+    """The kubeconfig with its current user authenticating with the certificate and key in ``pem_path``
+    (what the kubelet's rotating transport does with the certificate manager's current pair)."""
+    out = copy.deepcopy(doc)
+    context = next((c.get("context") or {} for c in out.get("contexts") or []
+                    if c.get("name") == out.get("current-context")), {})
+    for entry in out.get("users") or []:
+        if entry.get("name") == context.get("user"):
+            entry["user"] = {"client-certificate": pem_path, "client-key": pem_path}
+    return out
+
+
+def api_client(root: Path, path: str, address: str, *, client_pem: str | None = None) -> client.ApiClient:
+    """An ApiClient authenticated as the kubeconfig at node path ``path`` says, or with the certificate
+    and key of the node file ``client_pem``."""
     tmp = Layout(root).sandbox_dir / "tmp"
     tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
     configuration = client.Configuration()
-    load_kube_config_from_dict(rooted(read_kubeconfig(root, path), root, address),
+    doc = read_kubeconfig(root, path)
+    if client_pem is not None:
+        doc = with_client_pem(doc, client_pem)
+    load_kube_config_from_dict(rooted(doc, root, address),
                                client_configuration=configuration, persist_config=False, temp_file_path=str(tmp))
     configuration.retries = False  # the caller retries on its own schedule
     return client.ApiClient(configuration)

@@ -83,6 +83,7 @@ class KubeletSettings:
     healthz_bind_address: str = "127.0.0.1"
     healthz_port: int = c.KUBELET_HEALTHZ_PORT
     client_ca_file: str = ""
+    rotate_certificates: bool = False  # the kubelet's default; kubeadm writes true
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> KubeletSettings:
@@ -92,6 +93,7 @@ class KubeletSettings:
             healthz_bind_address=str(doc.get("healthzBindAddress") or "127.0.0.1"),
             healthz_port=int(doc.get("healthzPort", c.KUBELET_HEALTHZ_PORT)),
             client_ca_file=str(x509.get("clientCAFile") or ""),
+            rotate_certificates=doc.get("rotateCertificates") is True,
         )
 
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import threading
-from datetime import UTC, datetime
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kubeboot.config import constants as c
-from kubeboot.sandbox.kubelet import kubeclient
+from kubeboot.sandbox.kubelet import certstore, kubeclient
 from kubeboot.sandbox.kubelet.layout import node_path
 from kubeboot.tasks import goyaml
 from kubeboot.tasks.fsutil import atomic_write
@@ -45,7 +45,7 @@ NODES_GROUP = "system:nodes"
 BOOTSTRAP_CONF = f"{c.KUBERNETES_DIR}/{c.BOOTSTRAP_KUBELET_CONF}"
 KUBELET_CONF = f"{c.KUBERNETES_DIR}/{c.KUBELET_CONF}"
 PENDING_KEY = f"{c.KUBELET_PKI_DIR}/kubelet-client.key.tmp"
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -113,8 +113,11 @@ def _pending_key(root: Path) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
     return key
 
 
-def _signed_certificate(api: client.CertificatesV1Api, name: str, stop: threading.Event) -> bytes | None:
-    """Wait until the CSR ``name`` has its certificate (PEM); None when stopped meanwhile."""
+def signed_certificate(api: client.CertificatesV1Api, name: str, stop: threading.Event,
+                       timeout: float | None = None) -> bytes | None:
+    """Wait until the CSR ``name`` has its certificate (PEM); None when stopped meanwhile. A denied or
+    failed request, or none issued within ``timeout`` seconds, is an error."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     while not stop.is_set():
         # Raw JSON, not the client's models: only the fields read here must be there.
         csr = json.loads(api.read_certificate_signing_request(name, _preload_content=False).data)
@@ -125,6 +128,8 @@ def _signed_certificate(api: client.CertificatesV1Api, name: str, stop: threadin
                                    f"{cond.get('message', '')}")
         if status.get("certificate"):
             return base64.b64decode(status["certificate"])
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"certificate signing request {name} not issued within {timeout:.0f}s")
         stop.wait(POLL_SECONDS)
     return None
 
@@ -142,7 +147,7 @@ def bootstrap(root: Path, node_name: str, address: str, stop: threading.Event) -
         except ApiException as e:
             if e.status != 409:  # AlreadyExists: our own earlier request (same key, same name)
                 raise
-        cert = _signed_certificate(api, body["metadata"]["name"], stop)
+        cert = signed_certificate(api, body["metadata"]["name"], stop)
     if cert is None:
         return False
     _write_credentials(root, boot.server, boot.ca_data, cert, key)
@@ -151,26 +156,10 @@ def bootstrap(root: Path, node_name: str, address: str, stop: threading.Event) -
 
 
 def _write_credentials(root: Path, server: str, ca_data: bytes, cert: bytes, key: PrivateKey) -> None:
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H-%M-%S")
-    pem_name = f"kubelet-client-{stamp}.pem"
-    pki = node_path(root, c.KUBELET_PKI_DIR)
-    pki.mkdir(mode=0o700, parents=True, exist_ok=True)
-    pem = pki / pem_name
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                serialization.NoEncryption())
-    _write_private(pem, cert.rstrip(b"\n") + b"\n" + key_pem)
-    current = node_path(root, c.KUBELET_CLIENT_CURRENT_PEM)
-    tmp_link = current.with_name(f".{current.name}.tmp")
-    tmp_link.unlink(missing_ok=True)
-    tmp_link.symlink_to(pem_name)
-    tmp_link.replace(current)
+    certstore.update(root, cert, certstore.key_pem(key))
     conf = kubelet_kubeconfig(server, ca_data, c.KUBELET_CLIENT_CURRENT_PEM)
-    _write_private(node_path(root, KUBELET_CONF), goyaml.dump(conf).encode())
+    atomic_write(node_path(root, KUBELET_CONF), goyaml.dump(conf).encode(), 0o600)
     node_path(root, PENDING_KEY).unlink(missing_ok=True)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    atomic_write(path, data, 0o600)
 
 
 def wait_and_bootstrap(root: Path, node_name: str, address: str, stop: threading.Event) -> bool:
