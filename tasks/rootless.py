@@ -62,7 +62,7 @@ def owned_files(cfg: InitConfig, component: str, *, external_ca: bool) -> list[t
     return [(f"{c.KUBERNETES_DIR}/{c.SCHEDULER_CONF}", user, user, 0o600)]
 
 
-def _chown(fs: NodeFS, path: str, uid: int, gid: int, mode: int) -> None:
+def _chown(fs: NodeFS, path: str, uid: int, gid: int, mode: int | None) -> None:
     try:
         fs.chown(path, uid, gid, mode)
     except OSError as e:
@@ -73,7 +73,7 @@ def _chown(fs: NodeFS, path: str, uid: int, gid: int, mode: int) -> None:
 def _chown_tree(fs: NodeFS, path: str, uid: int, gid: int) -> None:
     """UpdatePathOwner: ``chown -R`` of the etcd data directory (symlinks themselves, never their targets)."""
     top = fs.path(path)
-    fs.chown(path, uid, gid)
+    _chown(fs, path, uid, gid, None)
     for dirpath, dirnames, filenames in os.walk(top):
         for name in [*dirnames, *filenames]:
             try:
