@@ -252,3 +252,13 @@ def test_the_gate_off_changes_no_owner_and_no_pod(tmp_path: Path) -> None:
     assert fs.read_text(c.ETC_PASSWD) == PASSWD
     assert owner(fs, "/etc/kubernetes/pki/sa.key") == (0, 0, 0o600)
     assert _pod(fs, "kube-apiserver")["spec"]["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def test_a_missing_key_stops_the_phase_with_kubeadms_message(tmp_path: Path) -> None:
+    fs = node(tmp_path)
+    ctx = NodeContext(cfg=make_cfg(), fs=fs, out=lambda _line: None)
+    with pytest.raises(PermanentError) as err:
+        controlplane.run_control_plane(ctx, c.KUBE_SCHEDULER)
+    assert str(err.value) == ('failed to run component "kube-scheduler" as non-root: failed to update owner of '
+                              '"/etc/kubernetes/scheduler.conf" to uid: 104 and gid: 104: no such file or directory')
+    assert not fs.exists("/etc/kubernetes/manifests/kube-scheduler.yaml")
