@@ -12,6 +12,10 @@ then become ``TemporaryError("<what>: <last real error>")`` so the phase is retr
 
 Objects are plain dicts (what kubeadm would marshal): ``ensure`` creates or updates, ``ensure_retained``
 creates or leaves alone, ``get``/``delete`` by kind and name, ``patch_node`` mutates a Node.
+
+The ``kubernetes`` package (and urllib3) is imported on first use, not with this module: node phase
+modules import this one, and a node worker that only writes files and drives the kubelet must not carry
+the client (~40 MiB per process). ``kubeapi.ApiException`` is resolved on first access for the same reason.
 """
 
 from __future__ import annotations
@@ -21,27 +25,28 @@ import json
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-import urllib3
 import yaml
-from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 
 from kubeboot.tasks.errors import PermanentError, TemporaryError
 from kubeboot.tasks.fsutil import load_cert_chain_pem
 from kubeboot.tasks.retry import api_call_policy
 
+if TYPE_CHECKING:
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
+
 __all__ = [
     "ApiException", "api_client", "call", "create_or_retain", "create_or_update", "delete", "ensure",
-    "ensure_retained", "get", "is_transient", "object_path", "patch_node", "request", "subset",
+    "ensure_retained", "get", "is_transient", "object_path", "patch_node", "preload", "request", "subset",
 ]
 
 T = TypeVar("T")
 Obj = dict[str, Any]
 
-# Per-request bound: a hung connection must not hold a worker (the phase is retried instead).
-_TIMEOUT: Final = urllib3.Timeout(connect=5.0, read=30.0)
+# Per-request bound (connect, read): a hung connection must not hold a worker (the phase is retried instead).
+_TIMEOUT: Final = (5.0, 30.0)
 _RETRIED_STATUSES: Final = frozenset({403, 429, 500, 502, 503, 504})
 _PERMANENT_STATUSES: Final = frozenset({400, 422})
 _CONFLICT_TRIES: Final = 5  # kubeadm retries an update on Conflict until its API-call timeout
@@ -63,7 +68,34 @@ _KINDS: Final[dict[str, tuple[str, str, bool]]] = {
 }
 
 
-# --- the client -------------------------------------------------------------------------------------
+# --- the client, imported on first use ------------------------------------------------------------------
+
+def __getattr__(name: str) -> Any:
+    """``kubeapi.ApiException`` for callers (``except kubeapi.ApiException``), imported when first asked."""
+    if name == "ApiException":
+        return _api_exception()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def preload() -> None:
+    """Import the client now. A control worker calls this before its pool forks: every child then
+    shares the imported pages, and no phase pays the ~0.4 s import inside a run."""
+    import urllib3  # noqa: F401 - imported for its side effect: loaded before the fork
+    from kubernetes import client  # noqa: F401
+
+
+def _api_exception() -> type[ApiException]:
+    from kubernetes.client.exceptions import ApiException
+
+    return cast("type[ApiException]", ApiException)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Errors of the connection itself (refused, reset, TLS): worth a retry."""
+    import urllib3
+
+    return urllib3.exceptions.HTTPError, OSError, ssl.SSLError
+
 
 def _named(doc: Obj, section: str, name: str, inner: str) -> Obj:
     for entry in doc.get(section) or []:
@@ -104,6 +136,9 @@ def api_client(kubeconfig: bytes) -> k8s.ApiClient:
     context = _named(doc, "contexts", str(doc.get("current-context") or ""), "context")
     cluster = _named(doc, "clusters", str(context.get("cluster")), "cluster")
     user = _named(doc, "users", str(context.get("user")), "user")
+    import urllib3
+    from kubernetes import client as k8s
+
     conf = k8s.Configuration()
     conf.host = str(cluster.get("server") or "").rstrip("/")
     if user.get("token"):
@@ -111,7 +146,8 @@ def api_client(kubeconfig: bytes) -> k8s.ApiClient:
         conf.api_key = {"BearerToken": user["token"], "authorization": user["token"]}
         conf.api_key_prefix = {"BearerToken": "Bearer", "authorization": "Bearer"}
     api = k8s.ApiClient(conf)
-    pool_args: Obj = {"ssl_context": _ssl_context(cluster, user), "timeout": _TIMEOUT, "retries": False}
+    pool_args: Obj = {"ssl_context": _ssl_context(cluster, user), "timeout": urllib3.Timeout(*_TIMEOUT),
+                      "retries": False}
     if cluster.get("tls-server-name"):
         pool_args["server_hostname"] = cluster["tls-server-name"]
     api.rest_client.pool_manager = urllib3.PoolManager(num_pools=4, maxsize=4, **pool_args)
@@ -122,14 +158,14 @@ def api_client(kubeconfig: bytes) -> k8s.ApiClient:
 
 def is_transient(exc: BaseException) -> bool:
     """Worth another try within a second or two: the server is (re)starting or overloaded."""
-    if isinstance(exc, ApiException):
+    if isinstance(exc, _api_exception()):
         return exc.status in _RETRIED_STATUSES or not exc.status
-    return isinstance(exc, urllib3.exceptions.HTTPError | OSError | ssl.SSLError)
+    return isinstance(exc, _transport_errors())
 
 
 def describe(exc: BaseException) -> str:
     """The last real error in one line: the API's Status message when there is one."""
-    if isinstance(exc, ApiException):
+    if isinstance(exc, _api_exception()):
         try:
             message = json.loads(exc.body or "{}").get("message")
         except (ValueError, AttributeError):
@@ -143,17 +179,18 @@ def call(fn: Callable[[], T], what: str) -> T:
     """``fn()`` (one API request) retried briefly on transient errors; see the module docstring."""
     import tenacity
 
+    api_error = _api_exception()
     try:
         for attempt in tenacity.Retrying(retry=tenacity.retry_if_exception(is_transient), **api_call_policy()):
             with attempt:
                 return fn()
-    except ApiException as e:
+    except api_error as e:
         if e.status in _PERMANENT_STATUSES:
             raise PermanentError(f"{what}: {describe(e)}") from e
         if is_transient(e):
             raise TemporaryError(f"{what}: {describe(e)}") from e
         raise
-    except (urllib3.exceptions.HTTPError, OSError, ssl.SSLError) as e:
+    except _transport_errors() as e:
         raise TemporaryError(f"{what}: {describe(e)}") from e
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
@@ -161,20 +198,21 @@ def call(fn: Callable[[], T], what: str) -> T:
 def create_or_update(create: Callable[[], T], update: Callable[[], T], what: str) -> T:
     """kubeadm CreateOrUpdate: create; when it already exists, ``update`` (which re-reads and replaces
     with the read resourceVersion); an update losing a race (409 Conflict) is tried again."""
+    api_error = _api_exception()
     try:
         return call(create, what)
-    except ApiException as e:
+    except api_error as e:
         if e.status != 409:
             raise
     for _ in range(_CONFLICT_TRIES - 1):
         try:
             return call(update, what)
-        except ApiException as e:
+        except api_error as e:
             if e.status != 409:
                 raise
     try:
         return call(update, what)
-    except ApiException as e:
+    except api_error as e:
         raise TemporaryError(f"{what}: {describe(e)}") from e
 
 
@@ -182,7 +220,7 @@ def create_or_retain(create: Callable[[], object], what: str) -> None:
     """kubeadm CreateOrRetain: AlreadyExists is success and the existing object is left untouched."""
     try:
         call(create, what)
-    except ApiException as e:
+    except _api_exception() as e:
         if e.status != 409:
             raise
 
@@ -221,7 +259,7 @@ def get(api: k8s.ApiClient, kind: str, name: str, namespace: str | None = None) 
     try:
         return call(lambda: request(api, "GET", object_path(kind, namespace, name)),
                     f"unable to get {kind} {name}")
-    except ApiException as e:
+    except _api_exception() as e:
         if e.status == 404:
             return None
         raise TemporaryError(f"unable to get {kind} {name}: {describe(e)}") from e
@@ -232,7 +270,7 @@ def delete(api: k8s.ApiClient, kind: str, name: str, namespace: str | None = Non
     try:
         call(lambda: request(api, "DELETE", object_path(kind, namespace, name)), f"unable to delete {kind} {name}")
         return True
-    except ApiException as e:
+    except _api_exception() as e:
         if e.status == 404:
             return False
         raise TemporaryError(f"unable to delete {kind} {name}: {describe(e)}") from e
@@ -294,11 +332,12 @@ def patch_node(api: k8s.ApiClient, name: str, mutate: Callable[[Obj], bool], wha
     race is retried. A Node not registered yet is a TemporaryError (its kubelet registers it soon).
     Returns whether anything was patched."""
     path = object_path("Node", None, name)
+    api_error = _api_exception()
 
     def once() -> bool:
         try:
             node = request(api, "GET", path)
-        except ApiException as e:
+        except api_error as e:
             if e.status == 404:
                 raise TemporaryError(f"{what}: node {name!r} is not registered yet", delay=2.0) from e
             raise
@@ -314,7 +353,7 @@ def patch_node(api: k8s.ApiClient, name: str, mutate: Callable[[Obj], bool], wha
     for _ in range(_CONFLICT_TRIES):
         try:
             return call(once, what)
-        except ApiException as e:
+        except api_error as e:
             if e.status != 409:
                 raise TemporaryError(f"{what}: {describe(e)}") from e
     raise TemporaryError(f"{what}: the Node kept changing under the patch (409 Conflict)")

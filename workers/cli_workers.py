@@ -21,6 +21,10 @@ _INCLUDE = click.option("--include", "includes", multiple=True, hidden=True, met
                         help="Import MODULE at worker start (repeatable).")
 
 
+_LOGLEVEL = click.option("--loglevel", default="INFO", show_default=True,
+                         type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False))
+
+
 def _register_sandbox_kubelet() -> None:
     """The sandbox's kubelet driver lives outside the production packages; only this entry point
     (the top layer) may bring it in, and only when asked for."""
@@ -35,8 +39,10 @@ def _register_sandbox_kubelet() -> None:
 
 def _preload_phases(role: str) -> None:
     """Import the phase modules of ``role`` in the main process, before the pool forks: every child
-    then starts with them instead of importing them in its first phase (the ``kubernetes`` client
-    alone takes ~0.4 s, paid once per control worker child, inside the run)."""
+    then starts with them (their pages shared with the parent) instead of importing them in its first
+    phase. Only what the role needs: the ``kubernetes`` client (~40 MiB per process, ~0.4 s to import)
+    is loaded for the control role alone; a node phase that talks to the API imports it when it runs
+    (``tasks.kubeapi`` is lazy), so a node worker that writes files and drives the kubelet never does."""
     import importlib
 
     from kubeboot.workflows.phase import walk
@@ -46,6 +52,26 @@ def _preload_phases(role: str) -> None:
         for placed in walk(roots, workflow):
             if placed.phase.action and placed.phase.target == role:
                 importlib.import_module(placed.phase.action.partition(":")[0])
+    if role == "control":
+        from kubeboot.tasks import kubeapi
+
+        kubeapi.preload()
+
+
+def _freeze_before_fork() -> None:
+    """Right before the pool forks a child: collect, then ``gc.freeze()`` every object the main process
+    holds. The child's garbage collector then never walks (and so never writes to) the parent's objects,
+    whose pages stay shared instead of being copied into each child (CPython's advice for fork without
+    exec, see the ``gc`` docs)."""
+    import gc
+
+    from celery import signals
+
+    def freeze(**_kw: object) -> None:
+        gc.collect()
+        gc.freeze()
+
+    signals.worker_before_create_process.connect(freeze, weak=False)
 
 
 def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, kubelet: str,
@@ -59,14 +85,22 @@ def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, ku
     install(WorkerRuntime(role=role, redis_url=svc.redis_url, settings=svc.settings, node_id=node_id,
                           root=Path(root).resolve(), kubelet_name=kubelet, address=address))
     _preload_phases(role)
+    _freeze_before_fork()
     click.echo(f"[worker] {name}: queue {queue}, root {root if role == 'node' else '-'}, "
                f"broker {svc.redis_url.split('@')[-1]}")
-    app.worker_main([
-        "worker", "-Q", queue, "-n", name, "-c", str(concurrency), "-l", loglevel, "-P", "prefork",
+    # The worker itself, not ``app.worker_main``: Celery's command line loads every installed plugin
+    # command at import (Flower with tornado, prometheus and urllib3; click-repl with prompt_toolkit):
+    # ~24 MiB and ~430 modules in every worker process that none of them uses.
+    from celery.utils.log import mlevel
+
+    worker = app.Worker(
+        hostname=name, queues=[queue], concurrency=concurrency, loglevel=mlevel(loglevel.upper()), pool="prefork",
         # No mingle/gossip: workers share nothing but the broker, and start-up stays fast.
-        "--without-mingle", "--without-gossip",
-        *(["-I", ",".join(includes)] if includes else []),
-    ])
+        without_mingle=True, without_gossip=True,
+        include=list(includes) or None,
+    )
+    worker.start()
+    raise SystemExit(worker.exitcode)
 
 
 @worker_group.command("node")
@@ -79,7 +113,7 @@ def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, ku
               help="The node's own address when several simulated nodes share this host: what its manifests "
                    "bind to 127.0.0.1 lives there, and local health checks go there.")
 @click.option("--concurrency", default=1, show_default=True, help="Node phases of one node run one at a time.")
-@click.option("--loglevel", default="INFO", show_default=True)
+@_LOGLEVEL
 @_INCLUDE
 def worker_node(worker_id: str, root: str, kubelet: str, address: str, concurrency: int, loglevel: str,
                 includes: tuple[str, ...]) -> None:
@@ -93,7 +127,7 @@ def worker_node(worker_id: str, root: str, kubelet: str, address: str, concurren
 
 @worker_group.command("control")
 @click.option("--concurrency", default=2, show_default=True)
-@click.option("--loglevel", default="INFO", show_default=True)
+@_LOGLEVEL
 @click.option("--name", default="control", show_default=True, help="Worker name (unique per host).")
 @_INCLUDE
 def worker_control(concurrency: int, loglevel: str, name: str, includes: tuple[str, ...]) -> None:
