@@ -40,6 +40,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.procmem import children, pss_kib, rss_kib
+
 WORKER_DEADLINE = 60.0
 RUN_DEADLINE = 300.0  # bound of one init on a busy host (an init alone is ~10 s)
 SETTLE_SECONDS = 3.0  # after the inits: controllers' first sync passes, before the idle sample
@@ -49,33 +51,6 @@ ROWS = ("node worker", "sandbox kubelet", *PODS)
 
 
 # --- /proc ------------------------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    with contextlib.suppress(OSError):
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    return []
-
-
-def rss_kib(pids: Sequence[int]) -> int:
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
-
-
-def pss_kib(pids: Sequence[int]) -> int:
-    """Proportional set size: pages shared between processes (a pool's forked children) counted once."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-    return total
 
 
 def cpu_ticks(pids: Sequence[int]) -> int:
