@@ -47,6 +47,7 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench.node_phases
 	$(BIN)/python -m bench.cli_startup
 	$(BIN)/python -m bench.orchestration
+	$(BIN)/python -m bench.worker_memory
 	$(BIN)/python -m bench.sandbox_node
 	$(BIN)/python -m bench.full_init
 
