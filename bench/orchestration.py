@@ -137,9 +137,9 @@ class Bench:
         sigs = [self.app.signature("kubeboot.bench.noop", args=(run_id, NODE), immutable=True, queue=f"node.{NODE}")
                 for _ in range(hops - 1)]
         sigs.append(self.app.signature("kubeboot.bench.done", args=(run_id,), immutable=True, queue="control"))
-        from kubeboot.workflows.runs import _declare
+        from kubeboot.workflows.runs import declare
 
-        _declare(self.app, [f"node.{NODE}"])
+        declare(self.app, [f"node.{NODE}"])
         start = time.perf_counter()
         chain(*sigs).apply_async()
         while not self.svc.redis.exists(DONE_KEY.format(run_id)):

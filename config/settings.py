@@ -11,7 +11,12 @@ reading them is the job of ``tasks.state.secrets`` and ``workers.redis_server``.
 |                              |                     | ``~/.local/state/kubeboot``                      |
 | ``KUBEBOOT_SECRET_KEY``      | secret_key          | None: generated into ``state_dir/secret.key``    |
 |                              |                     | (32 bytes, base64 or hex)                        |
-| ``KUBEBOOT_VISIBILITY_TIMEOUT`` | visibility_timeout | 600 seconds                                    |
+| ``KUBEBOOT_VISIBILITY_TIMEOUT`` | visibility_timeout | 600 seconds: a message held unacked this long is |
+|                              |                     | delivered again (the Redis broker's rule)        |
+| ``KUBEBOOT_PHASE_TIME_LIMIT`` | phase_time_limit   | 150 seconds: one attempt of a phase is killed    |
+|                              |                     | after this (hard limit; the soft limit, which    |
+|                              |                     | the phase sees as an error, is 80 % of it)       |
+| ``KUBEBOOT_RETRY_MAX_DELAY`` | retry_max_delay     | 30 seconds: the longest wait between attempts    |
 | ``KUBEBOOT_FLOWER_URL``      | flower_url          | ``http://127.0.0.1:<flower_port>``               |
 | ``KUBEBOOT_FLOWER_PORT``     | flower_port         | 5555                                             |
 | ``KUBEBOOT_FLOWER_BASIC_AUTH`` | flower_basic_auth | None (``user:password[,user:password]``)         |
@@ -25,6 +30,17 @@ reading them is the job of ``tasks.state.secrets`` and ``workers.redis_server``.
 |                              |                     | Go duration (``90m``, ``24h``, ``1h30m``)        |
 
 A bad value raises ``ConfigError`` naming the variable, never echoing a secret value.
+
+The timing variables are checked together (``check_timing``), since each is only safe relative to the
+others; a bad combination is a ``ConfigError`` naming every variable involved:
+
+- ``VISIBILITY_TIMEOUT > PHASE_TIME_LIMIT + RETRY_MAX_DELAY``: a message is held unacked while its phase
+  runs (up to the hard limit) and while its retry waits for its countdown; held longer than the
+  visibility timeout, it would be delivered a second time while the first copy still runs.
+- ``LOCK_TTL > VISIBILITY_TIMEOUT``: a live run renews its cluster lock at every phase start, so the
+  longest gap is one attempt plus one retry delay (below the visibility timeout by the first rule); and
+  when a worker dies and nobody restarts it, its phase comes back after the visibility timeout, which
+  must find the run still holding its cluster.
 """
 
 from __future__ import annotations
@@ -62,6 +78,11 @@ class Settings:
     flower_basic_auth: str | None = field(default=None, repr=False)
     lock_ttl: float = 900.0
     secret_ttl: float = DEFAULT_SECRET_TTL
+    phase_time_limit: float = 150.0
+    retry_max_delay: float = 30.0
+
+    def __post_init__(self) -> None:
+        check_timing(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -75,8 +96,10 @@ class Settings:
             flower_url=_flower_url(env),
             flower_port=port,
             flower_basic_auth=_basic_auth(env),
-            lock_ttl=_positive_float(env, "LOCK_TTL", 900.0),
+            lock_ttl=_positive_duration(env, "LOCK_TTL", 900.0),
             secret_ttl=_positive_duration(env, "SECRET_TTL", DEFAULT_SECRET_TTL),
+            phase_time_limit=_positive_duration(env, "PHASE_TIME_LIMIT", 150.0),
+            retry_max_delay=_positive_duration(env, "RETRY_MAX_DELAY", 30.0),
         )
 
     @property
@@ -87,6 +110,26 @@ class Settings:
     def flower_base_url(self) -> str:
         """Where people open Flower: the configured URL, else the local Flower on its port."""
         return (self.flower_url or f"http://127.0.0.1:{self.flower_port}").rstrip("/")
+
+    @property
+    def phase_soft_time_limit(self) -> float:
+        """Raised inside the phase (``SoftTimeLimitExceeded``) so it can fail with a message before the
+        hard limit kills its process."""
+        return round(self.phase_time_limit * 0.8, 3)
+
+
+def check_timing(s: Settings) -> None:
+    """The rules of the module docstring; ``ConfigError`` naming the variables of the first one broken."""
+    vt, tl, rd, lock = (_var(n) for n in ("VISIBILITY_TIMEOUT", "PHASE_TIME_LIMIT", "RETRY_MAX_DELAY", "LOCK_TTL"))
+    if not s.visibility_timeout > s.phase_time_limit + s.retry_max_delay:
+        raise ConfigError(
+            f"{vt}={s.visibility_timeout:g} must be above {tl}={s.phase_time_limit:g} plus "
+            f"{rd}={s.retry_max_delay:g} (seconds): a phase still running or waiting for its retry would be "
+            "delivered a second time")
+    if not s.lock_ttl > s.visibility_timeout:
+        raise ConfigError(
+            f"{lock}={s.lock_ttl:g} must be above {vt}={s.visibility_timeout:g} (seconds): a run whose worker "
+            "died would lose its cluster lock before its phase is delivered again")
 
 
 def parse_secret_key(text: str, *, source: str) -> bytes:

@@ -17,3 +17,8 @@ class TemporaryError(PhaseError):
     def __init__(self, message: str, delay: float = 5.0) -> None:
         super().__init__(message)
         self.delay = delay
+
+
+class RunStopped(PhaseError):
+    """The run state already recorded why the run stopped (attempt ceiling, superseded run, a finish
+    with phases left): the task fails with this message and its chain goes no further."""

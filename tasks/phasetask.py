@@ -4,13 +4,26 @@ maps its errors and records every transition in the run state. Thin like a web v
 Task arguments are ids only: ``(run_id, node)``. What a phase needs comes from the run state
 (the config, encrypted) and from the worker runtime (the node root). Results are always None.
 
+Delivery is at least once (a redelivery after a worker died, the visibility timeout, unacked messages
+restored at a restart, a recovery re-publish): every copy first claims the phase in the run state
+(``RunStore.claim_phase``, one script), and only a copy holding the phase's lease runs the action.
+What a copy ends as, in Flower:
+- SUCCESS: it ran the action and recorded success, or it found the phase succeeded by a copy that
+  died before sending the successor, and sent it. Celery then sends the chain's next link: the chain
+  goes on from the one copy that succeeds.
+- IGNORED: nothing left to do (the phase succeeded and its successor was delivered, the run has
+  ended, another copy took its lease over). The chain does not go on from it.
+- RETRY: a ``TemporaryError``, or another live copy holds the lease (this copy looks again when it ends).
+- FAILURE: the chain stops; the phase and the run are recorded ``failed`` with the message.
+
 Error taxonomy → what happens:
 - ``TemporaryError(delay)``: phase recorded ``retrying``; Celery retry after ``backoff`` (jittered,
-  capped far below the visibility timeout); after ``MAX_ATTEMPTS`` starts the run fails.
-- ``PermanentError``: phase and run recorded ``failed`` with the message; the chain stops.
+  capped by ``KUBEBOOT_RETRY_MAX_DELAY``); once ``max_attempts`` starts are used up, FAILURE.
+- ``PermanentError``: phase and run recorded ``failed`` with the message; FAILURE, the chain stops.
   ``kubeboot resume`` continues from this phase once the cause is fixed.
+- the soft time limit (``SoftTimeLimitExceeded``): as a permanent error. The hard limit kills the
+  process: the worker's main process records the phase and the run ``failed`` (``on_failure``).
 - anything else is a bug: the traceback goes to the worker log, a one-line summary to the run state.
-A phase already recorded ``succeeded`` (a redelivery, a resumed run) returns at once.
 """
 
 from __future__ import annotations
@@ -20,14 +33,15 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from kubeboot.tasks import runtime
-from kubeboot.tasks.errors import PermanentError, TemporaryError
+from kubeboot.tasks.errors import PermanentError, RunStopped, TemporaryError
 from kubeboot.tasks.fsutil import NodeFS
 from kubeboot.tasks.phases.context import ControlContext, NodeContext, PhaseContext
 from kubeboot.tasks.retry import MAX_ATTEMPTS, backoff
-from kubeboot.tasks.state import InitLock, LockHeldError
+from kubeboot.tasks.state.lease import LEASE_TTL, SEND_GRACE, Lease
+from kubeboot.tasks.state.transitions import Verdict, new_owner
 
 if TYPE_CHECKING:
     from kubeboot.tasks.state import RunStore
@@ -35,9 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("kubeboot.phase")
 
 JOIN_TASK_PREFIX = "kubeboot.join."  # task names are kubeboot.<workflow>.<phase path>
-
-DEFAULT_SOFT_TIME_LIMIT = 120.0  # a phase that runs longer is stuck: waiting is done by retries
-DEFAULT_TIME_LIMIT = 150.0
 
 
 def one_line(err: BaseException) -> str:
@@ -78,34 +89,71 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
 
     def run_phase(self, run_id: str, node: str) -> None:
         rt = runtime.current()
-        store = rt.store
-        path = self.phase_path
         worker = str(self.request.hostname or "")
-        if not self._hold_cluster_lock(run_id):
-            return
-        attempt = store.mark_phase_started(run_id, node, path, worker=worker)
-        if attempt is None:
-            log.info("run %s node %s phase %s already succeeded: nothing to do", run_id, node, path)
-            return
-        if attempt > self.phase_max_attempts:
-            self._fail(run_id, node, f"giving up after {self.phase_max_attempts} attempts")
-            return
+        lease = Lease(run_id, node, self.phase_path, new_owner(worker))
+        claim = rt.store.claim_phase(run_id, node, self.phase_path, owner=lease.owner, worker=worker,
+                                     max_attempts=self.phase_max_attempts, lease=LEASE_TTL,
+                                     successor=self._successor())
+        if claim.action == "run":
+            with rt.leases.keep(lease):
+                self._attempt(lease, claim.attempts)
+        elif claim.action == "send":
+            log.warning("run %s node %s phase %s succeeded, but the copy that ran it stopped before sending "
+                        "the next phase: sending it", run_id, node, self.phase_path)
+        elif claim.action == "defer":
+            # Another copy runs the phase now: look again when its lease ends (it may die meanwhile).
+            raise self.retry(countdown=min(claim.wait, LEASE_TTL) + 0.2, max_retries=None)
+        else:
+            self._settle(claim)
+
+    def _attempt(self, lease: Lease, attempt: int) -> None:
+        run_id, node, path = lease.run_id, lease.node, lease.path
+        store = runtime.current().store
         try:
             self._call(run_id, node)
         except TemporaryError as e:
-            delay = backoff(attempt, e.delay)
-            store.mark_phase_retrying(run_id, node, path, error=one_line(e), delay=delay)
+            delay = backoff(attempt, e.delay, cap=runtime.current().settings.retry_max_delay)
+            self._settle(store.retry_phase(run_id, node, path, owner=lease.owner, error=one_line(e), delay=delay,
+                                           lease=LEASE_TTL))
             log.warning("run %s node %s phase %s: %s; will retry in %.1fs (attempt %d of %d)",
                         run_id, node, path, one_line(e), delay, attempt, self.phase_max_attempts)
             raise self.retry(countdown=delay, max_retries=None) from None
         except (PermanentError, SoftTimeLimitExceeded) as e:
-            self._fail(run_id, node, one_line(e))
+            self._settle(store.fail_phase(run_id, node, path, owner=lease.owner, error=one_line(e)), ok="failed")
             raise
         except Exception as e:
             log.exception("run %s node %s phase %s: unexpected error (a bug)", run_id, node, path)
-            self._fail(run_id, node, one_line(e))
+            self._settle(store.fail_phase(run_id, node, path, owner=lease.owner, error=one_line(e)), ok="failed")
             raise
-        store.mark_phase_succeeded(run_id, node, path)
+        self._settle(store.complete_phase(run_id, node, path, owner=lease.owner, grace=SEND_GRACE))
+
+    def _settle(self, verdict: Verdict, ok: str = "ok") -> None:
+        """Go on after a transition that answered ``ok``; otherwise end this copy as the run state says."""
+        if verdict.action == ok:
+            return
+        if verdict.action == "failed":
+            raise RunStopped(verdict.detail)
+        ignore_copy(self, f"phase {self.phase_path}: {verdict.detail}")
+
+    def _successor(self) -> tuple[str, str] | None:
+        """(node, phase path) of the chain's next link, when it is a phase (None: the finish task)."""
+        chain = self.request.chain
+        if not chain:
+            return None
+        nxt = chain[-1]
+        path = getattr(self.app.tasks.get(nxt.get("task")), "phase_path", "")
+        args: list[Any] = list(nxt.get("args") or [])
+        return (str(args[1]), path) if path and len(args) >= 2 else None
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        """The hard time limit killed the process that ran the phase: the worker's main process records
+        the phase and the run failed (no copy is left to do it), which releases the run's lock."""
+        if not isinstance(exc, TimeLimitExceeded) or len(args) < 2:
+            return
+        limit = exc.args[0] if exc.args else "?"
+        message = f"killed by the hard time limit after {limit}s (KUBEBOOT_PHASE_TIME_LIMIT)"
+        runtime.current().store.fail_phase(str(args[0]), str(args[1]), self.phase_path, owner="", error=message)
+        log.error("run %s node %s phase %s: %s", args[0], args[1], self.phase_path, message)
 
     def _call(self, run_id: str, node: str) -> None:
         rt = runtime.current()
@@ -130,38 +178,19 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
         module, _, func = self.phase_action.partition(":")
         getattr(importlib.import_module(module), func)(ctx, *self.phase_args)
 
-    def _hold_cluster_lock(self, run_id: str) -> bool:
-        """Re-enter (and extend) the run's cluster lock; False when the run has ended (a stale
-        redelivery); a run that lost its lock to another run stops."""
-        rt = runtime.current()
-        run = rt.store.get_run(run_id)
-        if run is None:
-            raise PermanentError(f"run {run_id} does not exist in the run state")
-        if run.status in ("succeeded", "failed"):
-            log.warning("run %s has %s: not running phase %s again", run_id, run.status, self.phase_path)
-            return False
-        if run.kind != "init":
-            return True
-        try:
-            InitLock(rt.redis, run.cluster, rt.settings.lock_ttl).acquire(run_id)
-        except LockHeldError as e:
-            raise PermanentError(f"run {run_id} was superseded: {e}") from None
-        return True
 
-    def _fail(self, run_id: str, node: str, message: str) -> None:
-        rt = runtime.current()
-        rt.store.mark_phase_failed(run_id, node, self.phase_path, error=message)
-        rt.store.finish_run(run_id, status="failed", error=f"node {node} phase {self.phase_path}: {message}")
-        run = rt.store.get_run(run_id)
-        if run is not None and run.kind == "init":
-            InitLock(rt.redis, run.cluster, rt.settings.lock_ttl).release(run_id)
+def ignore_copy(task: Task, reason: str) -> None:
+    """End this copy as IGNORED in Flower (a ``task-ignored`` event: Celery sends none for ``Ignore``)
+    without acting: the chain does not go on from it."""
+    log.info("task %s[%s]: %s: this copy stops here", task.name, task.request.id, reason)
+    task.send_event("task-ignored", reason=reason)
+    raise Ignore(reason)
 
 
 def register_phase_task(*, name: str, path: str, action: str, args: tuple[str, ...], target: str = "node",
-                        max_attempts: int | None = None,
-                        soft_time_limit: float = DEFAULT_SOFT_TIME_LIMIT,
-                        time_limit: float = DEFAULT_TIME_LIMIT) -> Any:
-    """Register the Celery task ``name`` that runs phase ``path`` (idempotent per name)."""
+                        max_attempts: int | None = None) -> Any:
+    """Register the Celery task ``name`` that runs phase ``path`` (idempotent per name). Its time limits
+    are the app's (``KUBEBOOT_PHASE_TIME_LIMIT``), which start-up checks against the visibility timeout."""
 
     def run(self: PhaseTask, run_id: str, node: str) -> None:
         self.run_phase(run_id, node)
@@ -171,17 +200,15 @@ def register_phase_task(*, name: str, path: str, action: str, args: tuple[str, .
     return shared_task(
         bind=True, base=PhaseTask, name=name, phase_path=path, phase_action=action, phase_args=args,
         phase_target=target, phase_max_attempts=max_attempts or MAX_ATTEMPTS,
-        soft_time_limit=soft_time_limit, time_limit=time_limit,
     )(run)
 
 
 @shared_task(bind=True, name="kubeboot.run.finish", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
 def finish_run(self: Task, run_id: str) -> None:
-    """Last link of every chain: the run succeeded; release the cluster lock."""
-    rt = runtime.current()
-    run = rt.store.get_run(run_id)
-    if run is None or run.status == "failed":
-        return
-    rt.store.finish_run(run_id, status="succeeded")
-    if run.kind == "init":
-        InitLock(rt.redis, run.cluster, rt.settings.lock_ttl).release(run_id)
+    """Last link of every chain: the run succeeded (every planned phase done) and releases its lock,
+    once; a duplicate finds the run ended and is ignored."""
+    verdict = runtime.current().store.complete_run(run_id)
+    if verdict.action == "failed":
+        raise RunStopped(verdict.detail)
+    if verdict.action != "ok":
+        ignore_copy(self, verdict.detail)

@@ -3,8 +3,9 @@
 - inside a phase, for hiccups of a second or two (an API call, a file lock): the tenacity policies
   below, named, each with its bound;
 - between attempts of a phase, for waiting on the world (a control plane becoming healthy): the
-  Celery retry of ``PhaseTask`` with ``backoff`` — jittered, exponential, capped far below the
-  broker's visibility timeout so a task waiting for its countdown is never redelivered twice.
+  Celery retry of ``PhaseTask`` with ``backoff`` — jittered, exponential, capped by
+  ``KUBEBOOT_RETRY_MAX_DELAY`` (``Settings.retry_max_delay``), which start-up checks is far below
+  the broker's visibility timeout so a task waiting for its countdown is never delivered twice.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Final
 
 MAX_ATTEMPTS: Final = 12  # a phase that has started this many times fails the run
 BACKOFF_BASE: Final = 1.0  # seconds before the 2nd attempt (before jitter)
-BACKOFF_CAP: Final = 30.0  # never wait longer than this between attempts
+BACKOFF_CAP: Final = 30.0  # never wait longer than this between attempts (Settings.retry_max_delay's default)
 
 
 def backoff(attempt: int, hint: float | None = None, *, cap: float = BACKOFF_CAP,

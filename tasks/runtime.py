@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from kubeboot.config.resolved import InitConfig
     from kubeboot.tasks.kubelet import KubeletDriver
     from kubeboot.tasks.state import RunStore
+    from kubeboot.tasks.state.lease import Lease, LeaseKeeper
 
 ENV_ROLE = "KUBEBOOT_WORKER_ROLE"
 ENV_NODE_ID = "KUBEBOOT_WORKER_NODE_ID"
@@ -78,7 +79,18 @@ class WorkerRuntime:
     def store(self) -> RunStore:
         from kubeboot.tasks.state import RunStore, box_from_settings
 
-        return RunStore(self.redis, box_from_settings(self.settings), secret_ttl=self.settings.secret_ttl)
+        return RunStore(self.redis, box_from_settings(self.settings), secret_ttl=self.settings.secret_ttl,
+                        lock_ttl=self.settings.lock_ttl)
+
+    @cached_property
+    def leases(self) -> LeaseKeeper:
+        """Keeps the leases of the phases this process runs (``tasks.state.lease``)."""
+        from kubeboot.tasks.state.lease import LEASE_TTL, LeaseKeeper
+
+        def renew(lease: Lease) -> bool:
+            return self.store.renew_lease(lease.run_id, lease.node, lease.path, owner=lease.owner, lease=LEASE_TTL)
+
+        return LeaseKeeper(renew)
 
     def config(self, run_id: str) -> InitConfig:
         """The run's config (decrypted from the run state), cached: a run's config never changes."""

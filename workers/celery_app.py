@@ -48,8 +48,10 @@ def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None 
     queues = [Queue(CONTROL_QUEUE, routing_key=CONTROL_QUEUE)]
     queues += [Queue(q, routing_key=q) for q in extra_queues or [] if q != CONTROL_QUEUE]
     transport: dict[str, Any] = {
-        # A task held unacked longer than this is delivered again. Phases never run or wait that
-        # long (soft limit 120 s, retry countdowns <= 30 s), so only dead workers' tasks come back.
+        # A task held unacked longer than this is delivered again. Phases never run or wait that long
+        # (start-up checks it exceeds the hard time limit plus the longest retry delay), so only dead
+        # workers' tasks come back; a worker restarted under its name re-sends them sooner
+        # (workers.heartbeat), and the run state dedupes whichever copy comes second.
         "visibility_timeout": settings.visibility_timeout,
         # ... but only when some worker sweeps the unacked index for them: kombu's default sweep runs
         # about every 100 s (interval 10 s x throttle 10), whatever the timeout. Sweep every fifth of
@@ -90,15 +92,19 @@ def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None 
         worker_send_task_events=True,
         task_send_sent_event=True,
         task_track_started=True,
-        # Per-phase limits are set on each task; these bound anything else (finish task, no-ops).
-        task_soft_time_limit=120,
-        task_time_limit=150,
+        # Every phase (and the finish task): the soft limit fails the phase with a message; the hard
+        # limit kills a stuck process, and the main process records the phase and run failed.
+        task_soft_time_limit=settings.phase_soft_time_limit,
+        task_time_limit=settings.phase_time_limit,
         # Timestamps in UTC, like the run state.
         enable_utc=True,
         timezone="UTC",
     )
     register_all()
     import kubeboot.tasks.phasetask  # noqa: F401 - registers kubeboot.run.finish
+    from kubeboot.workers import heartbeat
+
+    heartbeat.connect()
 
     return app
 

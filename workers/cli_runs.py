@@ -17,30 +17,62 @@ if TYPE_CHECKING:
     from kubeboot.workers.services import Services
 
 
-def _finish(svc: Services, run_id: str, wait: bool, output: str, *, join: str = "no") -> None:
-    """Follow the run to its end when ``wait``; print the final view; exit 1 if it failed.
+def _timeout(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """``--timeout``: seconds, or a Go duration (``90s``, ``10m``, ``1h30m``)."""
+    from kubeboot.config.duration import parse_duration
+
+    if value is None:
+        return None
+    try:
+        seconds = float(value) if value.replace(".", "", 1).isdigit() else parse_duration(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise click.BadParameter(f"{value!r} is not a positive duration (e.g. 90s, 10m, 1h30m)")
+    return seconds
+
+
+TIMEOUT = click.option("--timeout", callback=_timeout, metavar="DURATION",
+                       help="With --wait/--watch: stop following after DURATION (90s, 10m, ...); "
+                            "exit 1 if the run is still going then.")
+
+
+def _finish(svc: Services, run_id: str, wait: bool, output: str, *, join: str = "no",
+            timeout: float | None = None) -> None:
+    """Follow the run to its end when ``wait`` (at most ``timeout`` seconds); print the final view;
+    exit 1 if it failed or is still going when the timeout ends.
 
     ``join``: "no" never prints the join commands; "if-any" prints them when the run has them;
     "required" also exits 1 when it has none. They come from the run's encrypted secrets and hold a
     token and the certificate key: printed only to the person who asked, as kubeadm prints them.
     """
-    from kubeboot.workers.progress import join_commands, render_table, status_json, watch
+    import time
+
+    from kubeboot.workers.progress import FINAL, join_commands, render_table, status_json, watch
+    from kubeboot.workflows.liveness import waiting_on
 
     status = svc.store.run_status(run_id)
     if wait:
-        status = watch(svc.store, run_id, click.echo if output == "text" else (lambda _: None))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        status = watch(svc.store, run_id, click.echo if output == "text" else (lambda _: None), deadline=deadline)
     run = svc.store.get_run(run_id)
     assert run is not None
     phases = svc.store.phase_records(run_id)
     flower = svc.flower_url(run_id)
+    waiting = waiting_on(svc.redis, run, phases)
     secret = svc.store.get_secret(run_id, "join-command") if join != "no" else None
     text = secret.decode() if secret else ""
     if output == "json":
-        click.echo(status_json(run, phases, flower, join_commands(text) if join != "no" else None))
+        click.echo(status_json(run, phases, flower, join_commands(text) if join != "no" else None, waiting=waiting))
     else:
-        click.echo(render_table(run, phases, flower))
+        click.echo(render_table(run, phases, flower, waiting=waiting))
     if status == "failed":
         sys.exit(FAILED)
+    if wait and status not in FINAL:
+        from kubeboot.config.duration import format_duration
+
+        fail(f"run {run_id} is still {status} after {format_duration(timeout or 0)}: it goes on without this "
+             f"command; follow it with `kubeboot status {run_id} --watch`", FAILED)
     if text and output == "text":
         click.echo("\n" + text)
     if join == "required" and not text:
@@ -59,8 +91,10 @@ def submit_group() -> None:
 @click.option("--upload-certs", is_flag=True,
               help="Upload the control-plane certificates to the kubeadm-certs Secret (for control-plane joins).")
 @click.option("--wait", is_flag=True, help="Follow the run live until it ends; exit 1 if it failed.")
+@TIMEOUT
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
-def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bool, wait: bool, output: str) -> None:
+def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bool, wait: bool,
+                timeout: float | None, output: str) -> None:
     """Bootstrap the first control-plane node of the cluster in FILE (its worker: node.<name>)."""
     from kubeboot.config.errors import ConfigError
     from kubeboot.config.loader import load_init_config
@@ -86,22 +120,23 @@ def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bo
                    f"(queues {', '.join(sub.queues)})")
         click.echo(f"[submit] follow it: kubeboot status {sub.run.id} --watch    Flower: {svc.flower_url(sub.run.id)}")
     if wait or output == "json":
-        _finish(svc, sub.run.id, wait, output, join="if-any" if wait and output == "text" else "no")
+        _finish(svc, sub.run.id, wait, output, join="if-any" if wait and output == "text" else "no", timeout=timeout)
 
 
 @click.command("status")
 @click.argument("run_id", metavar="RUN")
 @click.option("--watch", is_flag=True, help="Print events live until the run ends.")
+@TIMEOUT
 @click.option("--show-join-command", "show_join", is_flag=True,
               help="Also print the join commands (they hold a bootstrap token and the certificate key; "
                    "-o json: a joinCommands field). Exit 1 if the run has none.")
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
-def status(run_id: str, watch: bool, show_join: bool, output: str) -> None:
+def status(run_id: str, watch: bool, timeout: float | None, show_join: bool, output: str) -> None:
     """Show a run: per node and phase, status, attempts, time and last error."""
     svc = services()
     if svc.store.get_run(run_id) is None:
         fail(f"no run {run_id}; list runs with `kubeboot runs`", BAD_INPUT)
-    _finish(svc, run_id, watch, output, join="required" if show_join else "no")
+    _finish(svc, run_id, watch, output, join="required" if show_join else "no", timeout=timeout)
 
 
 @click.command("runs")
@@ -124,8 +159,9 @@ def runs(cluster: str | None, output: str) -> None:
 @click.command("resume")
 @click.argument("run_id", metavar="RUN")
 @click.option("--wait", is_flag=True, help="Follow the run live until it ends; exit 1 if it failed.")
+@TIMEOUT
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
-def resume(run_id: str, wait: bool, output: str) -> None:
+def resume(run_id: str, wait: bool, timeout: float | None, output: str) -> None:
     """Continue a failed run from where it stopped: only phases not yet succeeded run again."""
     from kubeboot.workflows.runs import RunRefusedError
     from kubeboot.workflows.runs import resume as resume_run
@@ -137,4 +173,4 @@ def resume(run_id: str, wait: bool, output: str) -> None:
         fail(str(e), FAILED)
     if output == "text":
         click.echo(f"[resume] run {run.id} is {run.status}")
-    _finish(svc, run_id, wait, output)
+    _finish(svc, run_id, wait, output, timeout=timeout)

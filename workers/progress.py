@@ -6,7 +6,12 @@
      "phases": [{node, phase, status, attempts, worker, started, finished, duration, delayed,
                  lastError}, ...],            # in plan order
      "flower": "<url of this run's tasks in Flower>",
+     "waiting": "no worker consumes node.cp2" | null,
      "joinCommands": [{role: "control-plane" | "worker", command: "kubeadm join ..."}, ...]}
+
+``waiting`` is set while the run is pending or running and no live worker consumes the queue of its
+next phase (workers beat every 2 s, a beat lasts 6 s: ``tasks.state.presence``); the text view shows
+it as ``waiting: no worker consumes node.cp2``.
 
 ``joinCommands`` is present only with ``status --show-join-command``: the commands hold a bootstrap
 token and the certificate key, read from the run's encrypted secrets. Every other text shown here
@@ -30,8 +35,9 @@ FINAL = ("succeeded", "failed")
 
 
 def status_json(run: RunRecord, phases: list[PhaseRecord], flower: str,
-                join_commands: list[dict[str, str]] | None = None) -> str:
-    view: dict[str, Any] = {"run": run.to_json(), "phases": [p.to_json() for p in phases], "flower": flower}
+                join_commands: list[dict[str, str]] | None = None, *, waiting: str | None = None) -> str:
+    view: dict[str, Any] = {"run": run.to_json(), "phases": [p.to_json() for p in phases], "flower": flower,
+                            "waiting": waiting}
     if join_commands is not None:
         view["joinCommands"] = join_commands
     return json.dumps(view, indent=2)
@@ -70,7 +76,7 @@ def _phase_line(rec: PhaseRecord) -> str:
     return f"    {mark} {rec.path:<34} {detail}".rstrip()
 
 
-def render_table(run: RunRecord, phases: list[PhaseRecord], flower: str) -> str:
+def render_table(run: RunRecord, phases: list[PhaseRecord], flower: str, *, waiting: str | None = None) -> str:
     done = sum(p.status in ("succeeded", "skipped") for p in phases)
     lines = [f"run {run.id}  {run.kind} of cluster {run.cluster}  {run.status.upper()}  "
              f"({done}/{len(phases)} phases done, created {run.created})"]
@@ -79,6 +85,8 @@ def render_table(run: RunRecord, phases: list[PhaseRecord], flower: str) -> str:
         lines += [_phase_line(p) for p in phases if p.node == node]
     if run.error:
         lines.append(f"  error: {redact(run.error)}")
+    if waiting:
+        lines.append(f"  waiting: {waiting}")
     lines.append(f"  Flower: {flower}")
     return "\n".join(lines)
 

@@ -44,7 +44,8 @@ class Services:
     def store(self) -> RunStore:
         from kubeboot.tasks.state import RunStore, box_from_settings
 
-        return RunStore(self.redis, box_from_settings(self.settings), secret_ttl=self.settings.secret_ttl)
+        return RunStore(self.redis, box_from_settings(self.settings), secret_ttl=self.settings.secret_ttl,
+                        lock_ttl=self.settings.lock_ttl)
 
     def app(self, extra_queues: list[str] | None = None) -> Celery:
         from kubeboot.workers.celery_app import make_app

@@ -1,9 +1,13 @@
-"""Run lifecycle: submit an init, resume a run, read its status. Builds the Celery canvas.
+"""Run lifecycle: submit an init, resume a run, say what a run waits for. Builds the Celery canvas.
 
 The canvas is a chain of immutable signatures ``task.si(run_id, node)`` routed by
 ``workflows.routing``, ending with ``kubeboot.run.finish``. The plan (every (node, phase) of the
 run, in order) is stored with the run; phases dropped at planning time (``--skip-phases``, a false
 condition) are recorded ``skipped`` so ``status`` shows them and ``resume`` never runs them.
+
+Nothing is left half-done: a submit that fails after taking the cluster lock releases it (before the
+run is recorded) or ends the run ``failed`` saying why (after), which releases it too. ``resume`` is
+one atomic claim in the run state, so of concurrent resumes of a run exactly one sends a chain.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kubeboot.workflows.local import plan_init
-from kubeboot.workflows.routing import node_queue, queue_for
+from kubeboot.workflows.routing import CONTROL_QUEUE, node_queue, queue_for
 from kubeboot.workflows.selection import Step
 
 if TYPE_CHECKING:
@@ -21,9 +25,10 @@ if TYPE_CHECKING:
 
     from kubeboot.config.resolved import InitConfig
     from kubeboot.config.settings import Settings
-    from kubeboot.tasks.state import RunRecord, RunStore
+    from kubeboot.tasks.state import PhaseRecord, RunRecord, RunStore
 
 FINISH_TASK = "kubeboot.run.finish"
+DONE = ("succeeded", "skipped")
 
 
 class RunRefusedError(Exception):
@@ -33,7 +38,6 @@ class RunRefusedError(Exception):
 @dataclass(frozen=True)
 class Submitted:
     run: RunRecord
-    lock_token: int
     queues: list[str]
 
 
@@ -49,20 +53,18 @@ def config_documents(cfg: InitConfig) -> list[dict[str, Any]]:
     return docs
 
 
-def _chain(app: Celery, run_id: str, steps: list[tuple[str, Step]], worker_ids: dict[str, str]) -> Any:
+def chain_of(app: Celery, run_id: str, steps: list[tuple[str, Step]]) -> Any:
+    """The chain that runs ``steps`` (node, step) in order, then finishes the run. A node's worker id
+    is its node name."""
     from celery import chain
 
-    sigs = []
-    for node, step in steps:
-        queue = queue_for(step.placed.phase.target, worker_ids[node])
-        sigs.append(app.signature(step.placed.task_name, args=(run_id, node), immutable=True, queue=queue))
-    from kubeboot.workflows.routing import CONTROL_QUEUE
-
+    sigs = [app.signature(step.placed.task_name, args=(run_id, node), immutable=True,
+                          queue=queue_for(step.placed.phase.target, node)) for node, step in steps]
     sigs.append(app.signature(FINISH_TASK, args=(run_id,), immutable=True, queue=CONTROL_QUEUE))
     return chain(*sigs)
 
 
-def _declare(app: Celery, queues: list[str]) -> None:
+def declare(app: Celery, queues: list[str]) -> None:
     from kombu import Queue
 
     for name in queues:
@@ -77,7 +79,6 @@ def submit_init(app: Celery, client: redis.Redis, store: RunStore, settings: Set
     from kubeboot.tasks.state.store import new_run_id
 
     node = cfg.node_name
-    worker_ids = {node: node}
     # Parents without an action only group their children: they are no step of their own.
     planned = plan_init(cfg, "all", skip, upload_certs=upload_certs)
     steps = [(node, s) for s in planned if s.placed.phase.action or s.skip_reason]
@@ -91,47 +92,86 @@ def submit_init(app: Celery, client: redis.Redis, store: RunStore, settings: Set
         raise RunRefusedError(f"{e}; watch it with `kubeboot status {e.holder.owner} --watch`, "
                               f"or resume it with `kubeboot resume {e.holder.owner}` if it failed") from None
     plan = [(n, s.path) for n, s in steps]
-    run = store.create_run(kind="init", cluster=cluster, config=config_documents(cfg), plan=plan, run_id=run_id)
-    for n, s in steps:
-        if s.skip_reason:
-            store.mark_phase_skipped(run_id, n, s.path, reason=s.skip_reason)
-    queues = [queue_for(s.placed.phase.target, worker_ids[n]) for n, s in steps] + [node_queue(node)]
-    _declare(app, queues)
-    runnable = [(n, s) for n, s in steps if s.runs_action]
-    _chain(app, run_id, runnable, worker_ids).apply_async()
-    return Submitted(run, token, sorted(set(queues)))
+    try:
+        run = store.create_run(kind="init", cluster=cluster, config=config_documents(cfg), plan=plan, run_id=run_id,
+                               lock=(lock.key, token))
+    except BaseException:
+        lock.release(run_id, token=token)  # nothing recorded: nothing may hold the cluster
+        raise
+    queues = [queue_for(s.placed.phase.target, n) for n, s in steps] + [node_queue(node)]
+    with _ends_run_on_error(store, run_id, "submit"):
+        for n, s in steps:
+            if s.skip_reason:
+                store.mark_phase_skipped(run_id, n, s.path, reason=s.skip_reason)
+        declare(app, queues)
+        chain_of(app, run_id, [(n, s) for n, s in steps if s.runs_action]).apply_async()
+    return Submitted(run, sorted(set(queues)))
 
 
 def resume(app: Celery, client: redis.Redis, store: RunStore, settings: Settings, run_id: str) -> RunRecord:
     """Send again every phase of ``run_id`` that has not succeeded (nor been skipped)."""
-    from kubeboot.tasks.state import InitLock, LockHeldError
+    from kubeboot.tasks.state import InitLock, LockHolder
 
     run = store.get_run(run_id)
     if run is None:
         raise RunRefusedError(f"no run {run_id}; list runs with `kubeboot runs`")
     if run.status == "succeeded":
         return run
-    if run.status in ("pending", "running"):
-        raise RunRefusedError(f"run {run_id} is still {run.status}; follow it with `kubeboot status {run_id} --watch`")
-    cfg = _config(store, run_id)
+    todo = remaining_steps(store, run)
+    lock = InitLock(client, run.cluster, settings.lock_ttl)
     if run.kind == "init":
-        try:
-            InitLock(client, run.cluster, settings.lock_ttl).acquire(run_id)
-        except LockHeldError as e:
-            raise RunRefusedError(f"cannot resume run {run_id}: {e}") from None
-    done = {(r.node, r.path) for r in store.phase_records(run_id) if r.status in ("succeeded", "skipped")}
-    by_path = {s.path: s for s in plan_init(cfg, "all")}
-    todo = [(n, by_path[p]) for n, p in run.plan if (n, p) not in done and p in by_path]
-    worker_ids = {n: n for n in run.nodes}
-    _declare(app, [queue_for(s.placed.phase.target, worker_ids[n]) for n, s in todo])
-    store.reopen_run(run_id)
-    _chain(app, run_id, [(n, s) for n, s in todo if s.placed.phase.action], worker_ids).apply_async()
+        lock.release_if_owner_finished(store)  # a finished run's lock, left by a worker that died, is recovered
+    verdict = store.reopen_run(run_id)  # the one atomic claim: a concurrent resume gets "refused"
+    if verdict.action == "refused":
+        raise RunRefusedError(f"run {run_id} is {verdict.detail}; follow it with `kubeboot status {run_id} --watch`")
+    if verdict.action == "held":
+        raise RunRefusedError(f"cannot resume run {run_id}: {lock.describe(LockHolder.from_json(verdict.detail))}")
+    with _ends_run_on_error(store, run_id, "resume"):
+        declare(app, [queue_for(s.placed.phase.target, n) for n, s in todo])
+        chain_of(app, run_id, todo).apply_async()
     refreshed = store.get_run(run_id)
     assert refreshed is not None
     return refreshed
+
+
+def remaining_steps(store: RunStore, run: RunRecord, records: list[PhaseRecord] | None = None
+                    ) -> list[tuple[str, Step]]:
+    """The planned steps of ``run`` not yet succeeded nor skipped, in plan order, with an action."""
+    done = {(r.node, r.path) for r in records or store.phase_records(run.id) if r.status in DONE}
+    if run.kind == "join":
+        from kubeboot.workflows.join_runs import join_steps_by_path
+
+        by_path = join_steps_by_path(store, run)
+    else:
+        by_path = {s.path: s for s in plan_init(_config(store, run.id), "all")}
+    return [(n, by_path[p]) for n, p in run.plan
+            if (n, p) not in done and p in by_path and by_path[p].placed.phase.action]
 
 
 def _config(store: RunStore, run_id: str) -> InitConfig:
     from kubeboot.config.loader import build_init_config
 
     return build_init_config(store.run_config(run_id), f"run {run_id}", fill_node_defaults=False)
+
+
+class _ends_run_on_error:
+    """Anything raised while a run is being sent ends it ``failed`` with the reason (which releases its
+    lock): a run nobody sent must not stay ``pending``/``running`` and hold its cluster forever."""
+
+    def __init__(self, store: RunStore, run_id: str, what: str) -> None:
+        self._store, self._run_id, self._what = store, run_id, what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: Any) -> None:
+        if err is None:
+            return
+        reason = " ".join(str(err).split()) or type(err).__name__
+        message = f"{self._what} failed before the run was sent to the workers: {type(err).__name__}: {reason}"
+        try:
+            self._store.finish_run(self._run_id, status="failed", error=message)
+        except Exception as again:  # the run state is unreachable too: the lock lapses with its TTL
+            err.add_note(f"and the run could not be recorded failed: {again}")
+        if isinstance(err, Exception) and not isinstance(err, RunRefusedError):
+            raise RunRefusedError(f"run {self._run_id}: {message}") from err

@@ -15,8 +15,13 @@ owner reference.
   (a retried or resumed task) keeps its token and refreshes the TTL: it is the same holding, and
   anything it stamped with the token stays valid. Any other run gets ``LockHeldError`` naming the
   holder. Check and set are one Lua script, so of N concurrent callers exactly one wins.
-- ``refresh`` and ``release`` act only while the caller is still the owner (compare-and-pexpire,
-  compare-and-delete): a holder whose lease lapsed cannot extend or delete its successor's lock.
+- ``release`` acts only while the caller is still the owner (compare-and-delete): a holder whose lease
+  lapsed cannot delete its successor's lock.
+- The token fences the run's writes: the run records the (key, token) it holds (``RunStore.create_run``
+  ``lock=``), and every transition script of the run store renews the lease and checks that the lock
+  still carries that token (``tasks.state.scripts``: ``hold_lock``), in the same round trip as the
+  write. A run whose lease lapsed while nobody took the cluster re-takes it with a new token; a run
+  whose cluster another run took over writes nothing more and ends ``failed`` ("superseded").
 - A holder is gone when its TTL lapses (the key expires), or when ``release_if_owner_finished`` sees
   that the owner run has finished or failed (like Cluster API unlocking when the holding Machine no
   longer exists). An owner the store does not know is NOT gone: a submitter takes the lock before it
@@ -33,8 +38,9 @@ from typing import Protocol
 
 import redis
 
+from kubeboot.tasks.state.keys import check_name, lock_key
 from kubeboot.tasks.state.records import iso, text
-from kubeboot.tasks.state.store import PREFIX, RUN_FINAL, check_name
+from kubeboot.tasks.state.store import RUN_FINAL
 
 # KEYS: lock, fence. ARGV: owner, ttl ms, now. Returns {token, holder json, acquired 1|0}.
 _ACQUIRE = """
@@ -53,15 +59,14 @@ redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
 return {token, value, 1}
 """
 
-# KEYS: lock. ARGV: owner, token ('' = any), ttl ms ('' = delete). Returns 1 if it acted.
-_IF_OWNER = """
+# KEYS: lock. ARGV: owner, token ('' = any). Returns 1 if it deleted the lock.
+_RELEASE = """
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 local holder = cjson.decode(cur)
 if holder.owner ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' and tostring(holder.token) ~= ARGV[2] then return 0 end
-if ARGV[3] == '' then return redis.call('DEL', KEYS[1]) end
-return redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return redis.call('DEL', KEYS[1])
 """
 
 
@@ -110,13 +115,13 @@ class SerialLock:
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.cluster = check_name("cluster name", cluster)
-        self.key = f"{PREFIX}cluster:{cluster}:lock:{check_name('lock purpose', purpose)}"
+        self.key = lock_key(cluster, purpose)
         self.ttl_ms = max(1, round(ttl * 1000))
         self._activity = activity  # completes "cluster <name> <activity> run <id> since ..."
         self._r = client
         self._clock = clock
         self._acquire = client.register_script(_ACQUIRE)
-        self._if_owner = client.register_script(_IF_OWNER)
+        self._release = client.register_script(_RELEASE)
 
     def acquire(self, run_id: str) -> int:
         token, raw, acquired = self._acquire(
@@ -127,13 +132,9 @@ class SerialLock:
             raise LockHeldError(self.describe(holder), holder)
         return int(token)
 
-    def refresh(self, run_id: str) -> bool:
-        """Extend the lease by ``ttl`` if ``run_id`` still holds the lock."""
-        return bool(self._if_owner(keys=[self.key], args=[run_id, "", self.ttl_ms]))
-
     def release(self, run_id: str, *, token: int | None = None) -> bool:
         """Delete the lock if ``run_id`` (and ``token``, when given) still holds it."""
-        return bool(self._if_owner(keys=[self.key], args=[run_id, "" if token is None else str(token), ""]))
+        return bool(self._release(keys=[self.key], args=[run_id, "" if token is None else str(token)]))
 
     def holder(self) -> LockHolder | None:
         raw = self._r.get(self.key)

@@ -1,18 +1,24 @@
 """Run state in Redis: runs, per-(run, node, phase) records, an event stream per run, sealed secrets.
 
 Reads and writes only Redis keys under ``kubeboot:``. Every write that touches more than one key or
-field is atomic: phase transitions are one Lua script (record + run status + event), run creation and
-completion are MULTI/EXEC pipelines. Timestamps are UTC ISO 8601 with milliseconds and ``Z``.
+field is atomic: each transition of a phase or a run is ONE Lua script (``tasks.state.scripts``,
+called through ``tasks.state.transitions``) that checks and writes together: the run still going, the
+run's cluster lock still its own (fencing), the phase's lease still the caller's, the phase record,
+the run record, the lock and the event. Run creation is a MULTI/EXEC pipeline. Timestamps are UTC ISO
+8601 with milliseconds and ``Z``; lease deadlines are Redis server time in epoch milliseconds.
 
 | key                                   | type   | field / entry     | meaning                                         |
 |---------------------------------------|--------|-------------------|-------------------------------------------------|
 | ``kubeboot:runs``                     | zset   | member run id     | every run; score = created, epoch seconds       |
+| ``kubeboot:runs:active``              | set    | member run id     | runs pending or running (a worker starting up   |
+|                                       |        |                   | looks here for phases a dead worker left)       |
 | ``kubeboot:cluster:<name>:runs``      | zset   | member run id     | the runs of one cluster; same score             |
 | ``kubeboot:run:<id>``                 | hash   | id                | the run id (``r-`` + 8 hex unless given)        |
-|                                       |        | kind              | ``init`` / ``join`` / ``batch``                 |
-|                                       |        | cluster           | cluster name (the batch name for a batch)       |
+|                                       |        | kind              | ``init`` / ``join`` (``keys.RUN_KINDS``)        |
+|                                       |        | cluster           | cluster name                                    |
 |                                       |        | spec_digest       | sha256 hex of the normalised config (below)     |
-|                                       |        | status            | pending → running → succeeded / failed          |
+|                                       |        | status            | pending → running → succeeded / failed;         |
+|                                       |        |                   | failed → running again on resume                |
 |                                       |        | created           | when submitted                                  |
 |                                       |        | started           | when the first phase started (absent before)    |
 |                                       |        | finished          | when the run ended (absent while not ended)     |
@@ -20,14 +26,31 @@ completion are MULTI/EXEC pipelines. Timestamps are UTC ISO 8601 with millisecon
 |                                       |        | nodes             | JSON list of node names, in plan order          |
 |                                       |        | plan              | JSON list of ``[node, phase path]``, run order  |
 |                                       |        | config            | the config documents, ENCRYPTED (see below)     |
+|                                       |        | lock              | key of the cluster lock the run holds while it  |
+|                                       |        |                   | runs (``tasks.state.lock``); absent: none       |
+|                                       |        | fence             | the fencing token of the run's holding of that  |
+|                                       |        |                   | lock; every transition checks the lock still    |
+|                                       |        |                   | carries it, so a run whose lock was taken over  |
+|                                       |        |                   | writes nothing more (and ends ``failed``)       |
 | ``kubeboot:run:<id>:phases``          | hash   | ``<node>|<path>|status``   | pending / running / retrying /         |
 |                                       |        |                   | succeeded / failed / skipped                    |
 |                                       |        | ``…|attempts``    | times the phase was started, counted here       |
+|                                       |        | ``…|tries``       | starts since the run was last (re)opened: the   |
+|                                       |        |                   | attempt ceiling counts these (a resumed run     |
+|                                       |        |                   | gives its failed phase a new budget)            |
 |                                       |        | ``…|worker``      | hostname of the worker of the last attempt      |
 |                                       |        | ``…|started``     | start of the last attempt                       |
 |                                       |        | ``…|finished``    | end of the phase (absent while not ended)       |
 |                                       |        | ``…|delayed``     | when the next attempt is due (while retrying)   |
 |                                       |        | ``…|last_error``  | message of the last failure or retry            |
+|                                       |        | ``…|owner``       | lease: id of the task copy that runs the phase  |
+|                                       |        |                   | (``<worker>/<random>``), or that completed it   |
+|                                       |        |                   | and is sending its successor                    |
+|                                       |        | ``…|lease``       | lease deadline, epoch ms (Redis ``TIME``);      |
+|                                       |        |                   | renewed while the action runs, kept a short     |
+|                                       |        |                   | grace after success; a copy that finds another  |
+|                                       |        |                   | copy's unexpired lease waits, an expired one is |
+|                                       |        |                   | taken over (its holder died)                    |
 | ``kubeboot:run:<id>:events``          | stream | ts, node, phase,  | one entry per transition, capped ~10000;        |
 |                                       |        | event, attempt,   | event: started / succeeded / retry / failed /   |
 |                                       |        | message           | skipped; run-level entries have empty node and  |
@@ -41,14 +64,17 @@ resumed run makes them persistent again. The run's record, phases and events sta
 
 Choices, and why:
 - One phases hash per run with ``<node>|<path>|<field>`` names rather than one hash per phase: a whole
-  run's status is one HGETALL, and a transition stays inside three keys of one run for the script.
+  run's status is one HGETALL, and a transition stays inside a few keys of one run for the script.
   ``|`` cannot occur in node names (DNS names) or phase paths.
 - ``attempts`` is counted by the store, not taken from Celery's retry counter: a task redelivered after
   its worker died keeps ``retries`` unchanged but is a new attempt, and a phase that kills its worker
   every time must still run out of attempts.
-- A phase recorded ``succeeded`` or ``skipped`` is final: later transitions are ignored (and return
-  None). ``mark_phase_started`` returning None is the atomic "already done, skip it" that a resumed or
-  redelivered task relies on.
+- Exactly once under at-least-once delivery: a phase's action runs only under its lease, so two
+  copies never run it side by side; a phase recorded ``succeeded`` or ``skipped`` is final. A copy that
+  finds its phase succeeded looks at the phase's successor: delivered (its record left ``pending``)
+  means nothing is left to do; not delivered, once the completer's grace lease has expired, means the
+  completer died before sending it, and this copy sends it. The successor dedupes the rare double send
+  the same way, and the finish script ends a run once.
 - ``duration`` is not stored; it is ``finished - started`` of the last attempt, derived on read.
 - The config is stored encrypted whole rather than with tokens stripped: kubeadm documents carry
   bootstrap tokens, certificate keys and discovery tokens in several places, and encrypting everything
@@ -60,59 +86,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from redis.typing import EncodableT, FieldT
 
-from kubeboot.config import constants as c
 from kubeboot.config.settings import DEFAULT_SECRET_TTL
-from kubeboot.tasks.redaction import redact
+from kubeboot.tasks.state.keys import (
+    ACTIVE_RUNS,
+    PREFIX,
+    RUN_KINDS,
+    RUNS_INDEX,
+    check_name,
+    cluster_runs_key,
+    run_key,
+)
 from kubeboot.tasks.state.records import Event, PhaseRecord, RunRecord, iso, text
 from kubeboot.tasks.state.secrets import SecretBox
+from kubeboot.tasks.state.transitions import EVENTS_MAXLEN, NoSuchRunError, Transitions, field_prefix
 
-PREFIX = c.STATE_KEY_PREFIX
-RUNS_INDEX = f"{PREFIX}runs"
-EVENTS_MAXLEN = 10_000
-ERROR_MAX_CHARS = 2_000  # errors are summaries; a traceback belongs in the worker log
-RUN_KINDS = ("init", "join", "batch")
+__all__ = ["PREFIX", "RUN_FINAL", "NoSuchRunError", "RunExistsError", "RunStore", "check_name", "new_run_id",
+           "run_key", "spec_digest"]
+
 RUN_FINAL = ("succeeded", "failed")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no ':' so one name cannot forge another's key
-
-# One transition of one phase record, its run's status and its event, all or nothing.
-# KEYS: run hash, phases hash, events stream.
-# ARGV: node, path, event, now, worker, message, delayed, maxlen. Returns attempts, or -1 if ignored.
-_TRANSITION = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('no such run: ' .. KEYS[1]) end
-local p = ARGV[1] .. '|' .. ARGV[2] .. '|'
-local event, now, message = ARGV[3], ARGV[4], ARGV[6]
-local status = redis.call('HGET', KEYS[2], p .. 'status')
-if status == 'succeeded' or status == 'skipped' then return -1 end
-local attempts = tonumber(redis.call('HGET', KEYS[2], p .. 'attempts') or '0')
-if event == 'started' then
-  attempts = redis.call('HINCRBY', KEYS[2], p .. 'attempts', 1)
-  redis.call('HSET', KEYS[2], p .. 'status', 'running', p .. 'worker', ARGV[5], p .. 'started', now)
-  redis.call('HDEL', KEYS[2], p .. 'finished', p .. 'delayed')
-  if redis.call('HGET', KEYS[1], 'status') == 'pending' then
-    redis.call('HSET', KEYS[1], 'status', 'running', 'started', now)
-  end
-elseif event == 'retry' then
-  redis.call('HSET', KEYS[2], p .. 'status', 'retrying', p .. 'last_error', message, p .. 'delayed', ARGV[7])
-elseif event == 'failed' then
-  redis.call('HSET', KEYS[2], p .. 'status', 'failed', p .. 'last_error', message, p .. 'finished', now)
-  redis.call('HDEL', KEYS[2], p .. 'delayed')
-else
-  redis.call('HSET', KEYS[2], p .. 'status', event, p .. 'finished', now)
-  redis.call('HDEL', KEYS[2], p .. 'delayed')
-end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'ts', now, 'node', ARGV[1], 'phase', ARGV[2],
-  'event', event, 'attempt', attempts, 'message', message)
-return attempts
-"""
+DEFAULT_LOCK_TTL = 900.0  # Settings.lock_ttl's default
 
 
 class RunExistsError(Exception):
@@ -129,39 +129,34 @@ def new_run_id() -> str:
     return "r-" + secrets.token_hex(4)
 
 
-def run_key(run_id: str) -> str:
-    return f"{PREFIX}run:{run_id}"
-
-
-def cluster_runs_key(cluster: str) -> str:
-    return f"{PREFIX}cluster:{cluster}:runs"
-
-
-def check_name(kind: str, value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(f"invalid {kind} {value!r}: use letters, digits, '.', '_' and '-'")
-    return value
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-class RunStore:
-    """The one reader and writer of run state. ``clock`` is injectable so tests freeze time."""
+class RunStore(Transitions):
+    """The one reader and writer of run state. ``clock`` is injectable so tests freeze time.
+
+    ``lock_ttl`` (``KUBEBOOT_LOCK_TTL``): the lease every phase start renews on the run's cluster lock.
+    Phase and run transitions: ``tasks.state.transitions``.
+    """
 
     def __init__(self, client: redis.Redis, box: SecretBox, *, clock: Callable[[], datetime] = _utc_now,
-                 secret_ttl: float = DEFAULT_SECRET_TTL) -> None:
+                 secret_ttl: float = DEFAULT_SECRET_TTL, lock_ttl: float = DEFAULT_LOCK_TTL) -> None:
         self._r = client
         self._box = box
         self._clock = clock
         self._secret_ttl = secret_ttl
-        self._transition = client.register_script(_TRANSITION)
+        self._lock_ttl = lock_ttl
+        self._lock_keys: dict[str, str] = {}
+        self._register_scripts()
 
     # --- runs ---------------------------------------------------------------------------------
     def create_run(
-        self, *, kind: str, cluster: str, config: Any, plan: Sequence[tuple[str, str]], run_id: str | None = None
+        self, *, kind: str, cluster: str, config: Any, plan: Sequence[tuple[str, str]], run_id: str | None = None,
+        lock: tuple[str, int] | None = None,
     ) -> RunRecord:
+        """Record a new ``pending`` run. ``lock``: the (key, fencing token) of the cluster lock the
+        submitter took for it, which the run then holds (renewed and checked by every transition)."""
         if kind not in RUN_KINDS:
             raise ValueError(f"invalid run kind {kind!r}: one of {', '.join(RUN_KINDS)}")
         run_id = check_name("run id", run_id or new_run_id())
@@ -174,7 +169,9 @@ class RunStore:
             "plan": json.dumps([[n, p] for n, p in plan]),
             "config": self._box.encrypt(json.dumps(config).encode(), aad=f"{key}#config"),
         }
-        seed: dict[FieldT, EncodableT] = {f"{_field_prefix(n, p)}status": "pending" for n, p in plan}
+        if lock is not None:
+            fields.update(lock=lock[0], fence=lock[1])
+        seed: dict[FieldT, EncodableT] = {f"{field_prefix(n, p)}status": "pending" for n, p in plan}
         with self._r.pipeline() as pipe:
             try:
                 pipe.watch(key)  # type: ignore[no-untyped-call]  # creation is refused, not merged, if the id exists (or appears meanwhile)
@@ -186,6 +183,7 @@ class RunStore:
                     pipe.hset(f"{key}:phases", mapping=seed)
                 pipe.zadd(RUNS_INDEX, {run_id: created.timestamp()})
                 pipe.zadd(cluster_runs_key(cluster), {run_id: created.timestamp()})
+                pipe.sadd(ACTIVE_RUNS, run_id)
                 self._run_event(pipe, key, "submitted", f"{kind} of cluster {cluster}")
                 pipe.execute()
             except redis.WatchError:
@@ -219,77 +217,21 @@ class RunStore:
             hashes = pipe.execute()
         return [RunRecord.from_hash({text(k): text(v) for k, v in h.items()}) for h in hashes if h]
 
-    def finish_run(self, run_id: str, *, status: str, error: str = "") -> None:
-        if status not in RUN_FINAL:
-            raise ValueError(f"a run finishes as one of {RUN_FINAL}, not {status!r}")
-        error = redact(error)[:ERROR_MAX_CHARS]  # shown by status and Flower: no secret in it
-        ended: dict[FieldT, EncodableT] = {"status": status, "finished": iso(self._clock())}
-        if error:
-            ended["error"] = error
-        self._update_run(run_id, ended, () if error else ("error",), status, error)
+    def active_runs(self) -> list[str]:
+        """Runs pending or running."""
+        return sorted(text(r) for r in self._r.smembers(ACTIVE_RUNS))
+
+    def _run_ended(self, run_id: str) -> None:
         self.expire_secrets(run_id)
 
-    def reopen_run(self, run_id: str) -> None:
-        """Resume: the run is running again; phase records keep their history and final states."""
-        self._update_run(run_id, {"status": "running"}, ("finished", "error"), "resumed", "")
+    def _run_reopened(self, run_id: str) -> None:
         self.keep_secrets(run_id)
-
-    def _update_run(
-        self, run_id: str, fields: dict[FieldT, EncodableT], drop: Sequence[str], event: str, message: str
-    ) -> None:
-        key = run_key(run_id)
-        with self._r.pipeline() as pipe:
-            # WATCH + EXISTS: an update of an unknown (or concurrently deleted) run must not create a
-            # half-filled hash; a concurrent change of the run just retries.
-            while True:
-                try:
-                    pipe.watch(key)  # type: ignore[no-untyped-call]
-                    if not pipe.exists(key):
-                        raise KeyError(f"no such run: {run_id}")
-                    pipe.multi()
-                    pipe.hset(key, mapping=fields)
-                    if drop:
-                        pipe.hdel(key, *drop)
-                    self._run_event(pipe, key, event, message)
-                    pipe.execute()
-                    return
-                except redis.WatchError:
-                    continue
 
     def _run_event(self, pipe: Any, key: str, event: str, message: str) -> None:
         entry = {"ts": iso(self._clock()), "node": "", "phase": "", "event": event, "attempt": 0, "message": message}
         pipe.xadd(f"{key}:events", entry, maxlen=EVENTS_MAXLEN, approximate=True)
 
     # --- phases -------------------------------------------------------------------------------
-    def mark_phase_started(self, run_id: str, node: str, path: str, *, worker: str) -> int | None:
-        """Returns this attempt's number, or None if the phase already succeeded/was skipped."""
-        return self._move(run_id, node, path, "started", worker=worker)
-
-    def mark_phase_succeeded(self, run_id: str, node: str, path: str) -> int | None:
-        return self._move(run_id, node, path, "succeeded")
-
-    def mark_phase_skipped(self, run_id: str, node: str, path: str, *, reason: str = "") -> int | None:
-        return self._move(run_id, node, path, "skipped", message=reason)
-
-    def mark_phase_retrying(self, run_id: str, node: str, path: str, *, error: str, delay: float) -> int | None:
-        due = iso(self._clock() + timedelta(seconds=delay))
-        return self._move(run_id, node, path, "retry", message=error, delayed=due)
-
-    def mark_phase_failed(self, run_id: str, node: str, path: str, *, error: str) -> int | None:
-        return self._move(run_id, node, path, "failed", message=error)
-
-    def _move(
-        self, run_id: str, node: str, path: str, event: str, *, worker: str = "", message: str = "", delayed: str = ""
-    ) -> int | None:
-        if "|" in node or "|" in path:
-            raise ValueError(f"'|' is not allowed in node or phase names: {node!r} {path!r}")
-        key = run_key(run_id)
-        now = iso(self._clock())
-        message = redact(message)[:ERROR_MAX_CHARS]  # last_error and the event: no secret in them
-        args: list[EncodableT] = [node, path, event, now, worker, message, delayed, EVENTS_MAXLEN]
-        attempts = int(self._transition(keys=[key, f"{key}:phases", f"{key}:events"], args=args))
-        return None if attempts < 0 else attempts
-
     def phase_records(self, run_id: str) -> list[PhaseRecord]:
         """Every record of the run, in plan order; records outside the plan follow, sorted."""
         key = run_key(run_id)
@@ -346,7 +288,3 @@ class RunStore:
         key = self.secret_redis_key(run_id, name)
         sealed = self._r.get(key)
         return None if sealed is None else self._box.decrypt(sealed, aad=key)
-
-
-def _field_prefix(node: str, path: str) -> str:
-    return f"{node}|{path}|"

@@ -247,10 +247,9 @@ class Engine:
         self.faults: list[dict[str, Any]] = []
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEBOOT_")}
-        env.update(KUBEBOOT_STATE_DIR=str(self.state_dir),
-                   # a dead worker's unacked phase comes back after this many seconds
-                   KUBEBOOT_VISIBILITY_TIMEOUT="5",
-                   PYTHONUNBUFFERED="1")
+        # The production timing settings (visibility timeout 600 s): a dead worker's phase must come back
+        # through the restarted worker's recovery and the run state's leases, not through the broker.
+        env.update(KUBEBOOT_STATE_DIR=str(self.state_dir), PYTHONUNBUFFERED="1")
         self.env = env
         self._client: redis.Redis | None = None
         self._store: RunStore | None = None
@@ -475,7 +474,7 @@ ObjectKey = tuple[str, str, str]  # kind, namespace ("" when cluster-scoped), na
 class SandboxCluster(Engine):
     """A ``kubeboot sandbox up`` in a temp dir, driven through the real CLI, read through the real client.
 
-    It is an :class:`Engine` (same state dir layout, short visibility timeout, process groups, logs), so a
+    It is an :class:`Engine` (same state dir layout, production timing settings, process groups, logs), so a
     test can replace the sandbox's control worker by one of its own (``--include faults``).
     """
 

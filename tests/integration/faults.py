@@ -11,6 +11,13 @@ pool forks) wraps the phase for every pool child.
 - ``{"kind": "barrier", "phase": P, "dir": DIR, "when": "before"|"after"}``: create ``DIR/reached``
   and wait until ``DIR/release`` exists, before or after the phase's own work.
 - ``{"kind": "permanent", "phase": P, "flag": FILE}``: raise ``PermanentError`` while FILE exists.
+- ``{"kind": "count", "phase": P | "*", "dir": DIR}``: count every run of the phase's action (of every
+  phase's, with ``*``) in ``DIR/<path with / as _>`` (the exactly-once tests read them).
+- ``{"kind": "duplicate-publish"}``: every task message this worker sends (the chain's next link, a
+  retry, a recovery re-send) is published twice, as an at-least-once broker may deliver it.
+- ``{"kind": "kill-after-success", "phase": P, "flag": FILE, "whole": bool}``: once (FILE records it),
+  right after the phase's success is recorded in the run state and before the task returns (so before
+  its ack and before the chain's next link is sent), SIGKILL the pool child, or the whole worker.
 
 A phase that shares its function with siblings (``certs/ca`` and ``certs/apiserver`` both call
 ``run_cert``) is told apart by its arguments, as the phase tree gives them.
@@ -23,6 +30,7 @@ import functools
 import importlib
 import json
 import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -85,6 +93,8 @@ def _wrap(fn: Callable[..., None], fault: dict[str, Any], args: tuple[str, ...])
         if tuple(call_args) != args:  # a sibling phase sharing this function
             fn(ctx, *call_args)
             return
+        if fault["kind"] == "count":
+            _count_call(Path(fault["dir"]) / fault["phase"].replace("/", "_"))
         _before(fault)
         fn(ctx, *call_args)
         _after(fault)
@@ -92,15 +102,57 @@ def _wrap(fn: Callable[..., None], fault: dict[str, Any], args: tuple[str, ...])
     return faulty
 
 
+def _duplicate_publishes() -> None:
+    """Every message sent twice: the worker's app builds its sender from this method, lazily."""
+    from celery.app.amqp import AMQP
+
+    create = AMQP._create_task_sender
+
+    def create_twice(self: Any) -> Callable[..., Any]:
+        send = create(self)
+
+        def send_twice(*args: Any, **kwargs: Any) -> Any:
+            send(*args, **kwargs)
+            return send(*args, **kwargs)
+
+        return send_twice
+
+    AMQP._create_task_sender = create_twice  # type: ignore[method-assign]
+
+
+def _kill_after_success(fault: dict[str, Any]) -> None:
+    from kubeboot.tasks.state.store import RunStore
+
+    complete = RunStore.complete_phase
+
+    def complete_then_die(self: RunStore, run_id: str, node: str, path: str, **kwargs: Any) -> Any:
+        verdict = complete(self, run_id, node, path, **kwargs)
+        flag = Path(fault["flag"])
+        if path == fault["phase"] and verdict.action == "ok" and not flag.exists():
+            flag.write_text(str(os.getpid()))
+            os.killpg(os.getpgid(0), signal.SIGKILL) if fault.get("whole") else os.kill(os.getpid(), signal.SIGKILL)
+        return verdict
+
+    RunStore.complete_phase = complete_then_die  # type: ignore[method-assign]
+
+
 def install(faults: list[dict[str, Any]]) -> None:
     phases = {p.path: p.phase for p in walk(INIT_PHASES, "init")}
     for fault in faults:
-        phase = phases[fault["phase"]]
-        if phase.action is None:
-            raise ValueError(f"phase {fault['phase']} has no action to wrap")
-        module_name, _, func = phase.action.partition(":")
-        module = importlib.import_module(module_name)
-        setattr(module, func, _wrap(getattr(module, func), fault, phase.args))
+        if fault["kind"] == "duplicate-publish":
+            _duplicate_publishes()
+            continue
+        if fault["kind"] == "kill-after-success":
+            _kill_after_success(fault)
+            continue
+        targets = [p for p, ph in phases.items() if ph.action] if fault["phase"] == "*" else [fault["phase"]]
+        for path in targets:
+            phase = phases[path]
+            if phase.action is None:
+                raise ValueError(f"phase {path} has no action to wrap")
+            module_name, _, func = phase.action.partition(":")
+            module = importlib.import_module(module_name)
+            setattr(module, func, _wrap(getattr(module, func), {**fault, "phase": path}, phase.args))
 
 
 install(json.loads(os.environ.get(ENV) or "[]"))

@@ -88,14 +88,19 @@ def test_expired_secrets_are_gone_and_the_run_remains(client: redis.Redis) -> No
 
 def test_errors_and_events_are_recorded_without_token_secret_or_certificate_key(store: RunStore) -> None:
     run_id = run_with_secrets(store)
-    store.mark_phase_started(run_id, "cp1", "upload-certs", worker="w")
-    store.mark_phase_retrying(run_id, "cp1", "upload-certs", error=f"token {TOKEN} refused", delay=1)
-    store.mark_phase_failed(run_id, "cp1", "upload-certs", error=f"--certificate-key {CERT_KEY} rejected")
-    store.finish_run(run_id, status="failed", error=f"phase upload-certs: token {TOKEN}, certificate key {CERT_KEY}")
+    phase = (run_id, "cp1", "upload-certs")
+    store.claim_phase(*phase, owner="copy-1", worker="w", max_attempts=3, lease=30)
+    store.retry_phase(*phase, owner="copy-1", error=f"token {TOKEN} refused", delay=1)
+    store.claim_phase(*phase, owner="copy-2", worker="w", max_attempts=3, lease=30)
+    store.fail_phase(*phase, owner="copy-2", error=f"--certificate-key {CERT_KEY} rejected")
+    other = store.create_run(kind="init", cluster="demo", config=CONFIG, plan=PLAN, run_id="r-2").id
+    store.finish_run(other, status="failed", error=f"phase upload-certs: token {TOKEN}, certificate key {CERT_KEY}")
     record = next(r for r in store.phase_records(run_id) if r.path == "upload-certs")
     assert record.last_error == "--certificate-key <redacted> rejected"
     run = store.get_run(run_id)
-    assert run is not None and run.error == "phase upload-certs: token abcdef.<redacted>, certificate key <redacted>"
-    messages = [e.message for e in store.events(run_id)]
+    assert run is not None and run.error == "node cp1 phase upload-certs: --certificate-key <redacted> rejected"
+    ended = store.get_run(other)
+    assert ended is not None and ended.error == "phase upload-certs: token abcdef.<redacted>, certificate key <redacted>"
+    messages = [e.message for run in (run_id, other) for e in store.events(run)]
     assert "token abcdef.<redacted> refused" in messages
     assert not [m for m in messages if TOKEN in m or CERT_KEY in m]

@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from kubeboot.tasks.state.secrets import SecretBox, SecretError
-from kubeboot.tasks.state.store import RunExistsError, RunStore
+from kubeboot.tasks.state.store import NoSuchRunError, RunExistsError, RunStore
+from kubeboot.tasks.state.transitions import Verdict
 
 KEY = bytes(range(32))
 TOKEN = "abcdef.0123456789abcdef"
@@ -57,6 +58,16 @@ def new_run(store: RunStore, run_id: str = "r-1", cluster: str = "demo") -> str:
     return store.create_run(kind="init", cluster=cluster, config=CONFIG, plan=PLAN, run_id=run_id).id
 
 
+def start(store: RunStore, node: str, path: str, *, owner: str = "copy-1", worker: str = "node.cp1",
+          run_id: str = "r-1", successor: tuple[str, str] | None = None) -> Verdict:
+    return store.claim_phase(run_id, node, path, owner=owner, worker=worker, max_attempts=12, lease=30,
+                             successor=successor)
+
+
+def succeed(store: RunStore, node: str, path: str, *, owner: str = "copy-1") -> Verdict:
+    return store.complete_phase("r-1", node, path, owner=owner, grace=30)
+
+
 # --- runs -------------------------------------------------------------------------------------------
 def test_a_created_run_reads_back_field_by_field(store: RunStore) -> None:
     run = store.create_run(kind="init", cluster="demo", config=CONFIG, plan=PLAN, run_id="r-1")
@@ -72,7 +83,7 @@ def test_a_created_run_reads_back_field_by_field(store: RunStore) -> None:
 
 
 def test_a_generated_run_id_is_short_and_prefixed(store: RunStore) -> None:
-    run = store.create_run(kind="join", cluster="demo", config=CONFIG, plan=PLAN)
+    run = store.create_run(kind="init", cluster="demo", config=CONFIG, plan=PLAN)
     assert re.fullmatch(r"r-[0-9a-f]{8}", run.id)
 
 
@@ -121,10 +132,9 @@ def test_finishing_a_run_records_status_time_error_and_an_event(store: RunStore,
 
 def test_reopening_a_failed_run_clears_its_end_and_keeps_phase_history(store: RunStore) -> None:
     new_run(store)
-    store.mark_phase_started("r-1", "cp1", "preflight", worker="node.cp1")
-    store.mark_phase_failed("r-1", "cp1", "preflight", error="port 6443 in use")
-    store.finish_run("r-1", status="failed", error="preflight failed")
-    store.reopen_run("r-1")
+    start(store, "cp1", "preflight")
+    assert store.fail_phase("r-1", "cp1", "preflight", owner="copy-1", error="port 6443 in use").action == "failed"
+    assert store.reopen_run("r-1").action == "ok"
     run = store.get_run("r-1")
     assert run is not None
     assert (run.status, run.finished, run.error) == ("running", None, None)
@@ -146,21 +156,21 @@ def test_planned_phases_start_pending_in_plan_order(store: RunStore) -> None:
 
 def test_a_phase_moves_through_start_retry_start_success(store: RunStore, clock: FrozenClock) -> None:
     new_run(store)
-    assert store.mark_phase_started("r-1", "cp1", "certs/ca", worker="node.cp1@host-a") == 1
+    assert start(store, "cp1", "certs/ca", worker="node.cp1@host-a") == Verdict("run", "1")
     run = store.get_run("r-1")
     assert run is not None
     assert (run.status, run.started) == ("running", "2025-03-01T12:00:00.000Z")
 
     clock.advance(2)
-    store.mark_phase_retrying("r-1", "cp1", "certs/ca", error="etcd not ready", delay=5)
+    assert store.retry_phase("r-1", "cp1", "certs/ca", owner="copy-1", error="etcd not ready", delay=5).action == "ok"
     retrying = store.phase_records("r-1")[1]
     assert (retrying.status, retrying.last_error) == ("retrying", "etcd not ready")
     assert retrying.delayed == "2025-03-01T12:00:07.000Z"
 
     clock.advance(5)
-    assert store.mark_phase_started("r-1", "cp1", "certs/ca", worker="node.cp1@host-b") == 2
+    assert start(store, "cp1", "certs/ca", owner="copy-2", worker="node.cp1@host-b") == Verdict("run", "2")
     clock.advance(1.25)
-    assert store.mark_phase_succeeded("r-1", "cp1", "certs/ca") == 2
+    assert succeed(store, "cp1", "certs/ca", owner="copy-2") == Verdict("ok", "2")
     done = store.phase_records("r-1")[1]
     assert (done.status, done.attempts, done.worker) == ("succeeded", 2, "node.cp1@host-b")
     assert (done.started, done.finished, done.delayed) == (
@@ -168,52 +178,59 @@ def test_a_phase_moves_through_start_retry_start_success(store: RunStore, clock:
     assert done.duration == 1.25
 
 
-def test_a_failed_phase_keeps_its_error_and_end_time(store: RunStore, clock: FrozenClock) -> None:
+def test_a_failed_phase_fails_its_run_with_the_error_and_end_time(store: RunStore, clock: FrozenClock) -> None:
     new_run(store)
-    store.mark_phase_started("r-1", "w1", "preflight", worker="node.w1")
+    start(store, "w1", "preflight")
     clock.advance(3)
-    store.mark_phase_failed("r-1", "w1", "preflight", error="x" * 5000)
+    assert store.fail_phase("r-1", "w1", "preflight", owner="copy-1", error="x" * 5000).action == "failed"
     rec = store.phase_records("r-1")[3]
     assert (rec.status, rec.finished, rec.duration) == ("failed", "2025-03-01T12:00:03.000Z", 3.0)
     assert rec.last_error == "x" * 2000  # capped: a summary, not a log
+    run = store.get_run("r-1")
+    assert run is not None
+    assert (run.status, run.finished, run.error) == ("failed", rec.finished, "node w1 phase preflight: " + "x" * 2000)
+    assert store.active_runs() == []
 
 
-@pytest.mark.parametrize("final", ["succeeded", "skipped"])
-def test_a_succeeded_or_skipped_phase_is_final(store: RunStore, final: str) -> None:
+def test_a_succeeded_or_skipped_phase_is_final(store: RunStore) -> None:
     new_run(store)
-    store.mark_phase_started("r-1", "cp1", "preflight", worker="node.cp1")
-    getattr(store, f"mark_phase_{final}")("r-1", "cp1", "preflight")
+    start(store, "cp1", "preflight")
+    succeed(store, "cp1", "preflight")
+    store.mark_phase_skipped("r-1", "w1", "preflight", reason="not selected")
+    start(store, "cp1", "certs/ca", owner="next")  # the successor was delivered
     events_before = len(store.events("r-1"))
-    assert store.mark_phase_started("r-1", "cp1", "preflight", worker="node.cp1") is None
-    assert store.mark_phase_failed("r-1", "cp1", "preflight", error="late duplicate") is None
+    assert start(store, "cp1", "preflight", owner="late", successor=("cp1", "certs/ca")) == Verdict(
+        "ignore", "phase succeeded")
+    assert store.mark_phase_skipped("r-1", "w1", "preflight", reason="again").action == "ignore"
     rec = store.phase_records("r-1")[0]
-    assert (rec.status, rec.attempts, rec.last_error) == (final, 1, None)
+    assert (rec.status, rec.attempts, rec.last_error) == ("succeeded", 1, None)
     assert len(store.events("r-1")) == events_before
 
 
 def test_a_transition_of_an_unknown_run_fails_and_writes_nothing(store: RunStore, client: redis.Redis) -> None:
-    with pytest.raises(redis.ResponseError, match="no such run"):
-        store.mark_phase_started("r-404", "cp1", "preflight", worker="node.cp1")
+    with pytest.raises(NoSuchRunError, match="no such run: r-404"):
+        start(store, "cp1", "preflight", run_id="r-404")
     assert client.dbsize() == 0
 
 
-def test_concurrent_starts_count_every_attempt_exactly_once(store: RunStore) -> None:
+def test_of_concurrent_copies_of_one_phase_exactly_one_runs_it(store: RunStore) -> None:
     new_run(store)
     barrier = threading.Barrier(12)
-    seen: list[int | None] = []
+    seen: list[Verdict] = []
 
-    def start() -> None:
+    def copy(n: int) -> None:
         barrier.wait()
-        seen.append(store.mark_phase_started("r-1", "cp1", "certs/ca", worker="w"))
+        seen.append(start(store, "cp1", "certs/ca", owner=f"copy-{n}"))
 
-    threads = [threading.Thread(target=start) for _ in range(12)]
+    threads = [threading.Thread(target=copy, args=(n,)) for n in range(12)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(a for a in seen if a is not None) == list(range(1, 13))
-    assert store.phase_records("r-1")[1].attempts == 12
-    assert [e.attempt for e in store.events("r-1") if e.event == "started"] == list(range(1, 13))
+    assert sorted(v.action for v in seen) == ["defer"] * 11 + ["run"]
+    assert all(0 < v.wait <= 30 for v in seen if v.action == "defer")
+    assert store.phase_records("r-1")[1].attempts == 1
+    assert [e.attempt for e in store.events("r-1") if e.event == "started"] == [1]
 
 
 def test_records_outside_the_plan_follow_the_planned_ones(store: RunStore) -> None:
@@ -225,11 +242,11 @@ def test_records_outside_the_plan_follow_the_planned_ones(store: RunStore) -> No
 # --- events -----------------------------------------------------------------------------------------
 def test_events_come_back_in_write_order_with_their_fields(store: RunStore, clock: FrozenClock) -> None:
     new_run(store)
-    store.mark_phase_started("r-1", "cp1", "preflight", worker="node.cp1")
+    start(store, "cp1", "preflight")
     clock.advance(1)
-    store.mark_phase_retrying("r-1", "cp1", "preflight", error="busy", delay=1)
-    store.mark_phase_started("r-1", "cp1", "preflight", worker="node.cp1")
-    store.mark_phase_succeeded("r-1", "cp1", "preflight")
+    store.retry_phase("r-1", "cp1", "preflight", owner="copy-1", error="busy", delay=1)
+    start(store, "cp1", "preflight", owner="copy-2")
+    succeed(store, "cp1", "preflight", owner="copy-2")
     store.mark_phase_skipped("r-1", "w1", "preflight", reason="not selected")
     store.finish_run("r-1", status="succeeded")
     got = [(e.node, e.phase, e.event, e.attempt, e.message) for e in store.events("r-1")]
@@ -247,9 +264,9 @@ def test_events_come_back_in_write_order_with_their_fields(store: RunStore, cloc
 
 def test_events_since_an_id_return_only_later_ones(store: RunStore) -> None:
     new_run(store)
-    store.mark_phase_started("r-1", "cp1", "preflight", worker="node.cp1")
+    start(store, "cp1", "preflight")
     seen = store.events("r-1")
-    store.mark_phase_succeeded("r-1", "cp1", "preflight")
+    succeed(store, "cp1", "preflight")
     later = store.events("r-1", seen[-1].id)
     assert [e.event for e in later] == ["succeeded"]
     assert store.events("r-1", later[-1].id) == []
@@ -262,7 +279,7 @@ def test_a_watcher_blocked_on_events_wakes_for_the_next_one(store: RunStore) -> 
     got: list[str] = []
     watcher = threading.Thread(target=lambda: got.extend(e.event for e in store.events("r-1", last, block_ms=20_000)))
     watcher.start()
-    store.mark_phase_started("r-1", "cp1", "preflight", worker="node.cp1")
+    start(store, "cp1", "preflight")
     watcher.join()
     assert got == ["started"]
 
@@ -286,7 +303,7 @@ def test_no_secret_is_ever_stored_in_clear(store: RunStore, client: redis.Redis)
     store.put_secret("r-1", "ca-key", PEM)
     store.put_secret("r-1", "bootstrap-token", TOKEN)
     store.put_secret("r-1", "certificate-key", bytes.fromhex(CERT_KEY))
-    store.mark_phase_started("r-1", "cp1", "certs/ca", worker="node.cp1")
+    start(store, "cp1", "certs/ca")
     everything = dump_everything(client)
     assert "kubeboot:run:r-1:secret:ca-key" in everything  # the dump does see the secret keys
     for needle in ("BEGIN", "PRIVATE KEY", TOKEN, TOKEN.split(".")[1], CERT_KEY, "bootstrapTokens"):
@@ -331,13 +348,13 @@ def test_the_store_works_with_a_decoding_client(redis_server: str, clock: Frozen
     s = RunStore(redis.Redis.from_url(redis_server, decode_responses=True), SecretBox(KEY), clock=clock)
     new_run(s)
     s.put_secret("r-1", "bootstrap-token", TOKEN)
-    assert s.mark_phase_started("r-1", "cp1", "preflight", worker="w") == 1
+    assert start(s, "cp1", "preflight").attempts == 1
     assert s.get_secret("r-1", "bootstrap-token") == TOKEN.encode()
     assert s.run_config("r-1") == CONFIG
     assert [e.event for e in s.events("r-1")] == ["submitted", "started"]
 
 
 def test_finishing_an_unknown_run_fails_and_writes_nothing(store: RunStore, client: redis.Redis) -> None:
-    with pytest.raises(KeyError, match="no such run: r-404"):
+    with pytest.raises(NoSuchRunError, match="no such run: r-404"):
         store.finish_run("r-404", status="failed", error="boom")
     assert client.dbsize() == 0

@@ -21,6 +21,7 @@ def test_an_empty_environment_gives_the_documented_defaults() -> None:
     assert s.state_dir == Path("/home/ada/.local/state/kubeboot")
     assert s.secret_key is None
     assert s.visibility_timeout == 600
+    assert (s.phase_time_limit, s.phase_soft_time_limit, s.retry_max_delay) == (150.0, 120.0, 30.0)
     assert s.lock_ttl == 900.0
     assert s.secret_ttl == 24 * 3600.0
     assert (s.flower_url, s.flower_port, s.flower_basic_auth) == (None, 5555, None)
@@ -38,13 +39,16 @@ def test_every_variable_is_read() -> None:
         "KUBEBOOT_FLOWER_URL": "https://flower.example/",
         "KUBEBOOT_FLOWER_PORT": "5566",
         "KUBEBOOT_FLOWER_BASIC_AUTH": "ops:s3cret,dev:pw",
-        "KUBEBOOT_LOCK_TTL": "2.5",
+        "KUBEBOOT_LOCK_TTL": "1200.5",
         "KUBEBOOT_SECRET_TTL": "90m",
+        "KUBEBOOT_PHASE_TIME_LIMIT": "5m",
+        "KUBEBOOT_RETRY_MAX_DELAY": "45",
     })
     assert s == Settings(
         redis_url="redis://redis.example:6379/2", state_dir=Path("/var/lib/kubeboot-state"), secret_key=KEY,
         visibility_timeout=900, flower_url="https://flower.example/", flower_port=5566,
-        flower_basic_auth="ops:s3cret,dev:pw", lock_ttl=2.5, secret_ttl=5400.0,
+        flower_basic_auth="ops:s3cret,dev:pw", lock_ttl=1200.5, secret_ttl=5400.0, phase_time_limit=300.0,
+        retry_max_delay=45.0,
     )
     assert s.flower_base_url == "https://flower.example"
 
@@ -108,6 +112,8 @@ def test_the_secret_ttl_is_seconds_or_a_go_duration(written: str, seconds: float
         pytest.param("KUBEBOOT_SECRET_TTL", "0", id="a zero secret ttl"),
         pytest.param("KUBEBOOT_SECRET_TTL", "-5m", id="a negative secret ttl"),
         pytest.param("KUBEBOOT_SECRET_TTL", "1 day", id="a secret ttl that is no duration"),
+        pytest.param("KUBEBOOT_PHASE_TIME_LIMIT", "0s", id="a zero phase time limit"),
+        pytest.param("KUBEBOOT_RETRY_MAX_DELAY", "soon", id="a retry delay that is no duration"),
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_the_variable(variable: str, value: str) -> None:
@@ -140,3 +146,57 @@ def test_settings_are_frozen() -> None:
 def test_parse_secret_key_names_its_source() -> None:
     with pytest.raises(ConfigError, match=r"^/state/secret\.key: must be 32 bytes"):
         parse_secret_key("not a key", source="/state/secret.key")
+
+
+# --- the timing variables, checked together -----------------------------------------------------------
+VT, TL, RD = "KUBEBOOT_VISIBILITY_TIMEOUT", "KUBEBOOT_PHASE_TIME_LIMIT", "KUBEBOOT_RETRY_MAX_DELAY"
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        pytest.param({"KUBEBOOT_VISIBILITY_TIMEOUT": "60"},
+                     (f"{VT}=60", f"{TL}=150", f"{RD}=30"),
+                     id="a visibility timeout below a phase's hard limit: a running phase is delivered again"),
+        pytest.param({"KUBEBOOT_PHASE_TIME_LIMIT": "10m"},
+                     (f"{VT}=600", f"{TL}=600", f"{RD}=30"),
+                     id="a hard limit that reaches the visibility timeout"),
+        pytest.param({"KUBEBOOT_RETRY_MAX_DELAY": "450"},
+                     (f"{VT}=600", f"{TL}=150", f"{RD}=450"),
+                     id="a retry delay that pushes a waiting retry past the visibility timeout"),
+        pytest.param({"KUBEBOOT_LOCK_TTL": "300"}, ("KUBEBOOT_LOCK_TTL=300", "KUBEBOOT_VISIBILITY_TIMEOUT=600"),
+                     id="a lock ttl below the visibility timeout: a dead worker's run loses its cluster"),
+        pytest.param({"KUBEBOOT_VISIBILITY_TIMEOUT": "1200"},
+                     ("KUBEBOOT_LOCK_TTL=900", "KUBEBOOT_VISIBILITY_TIMEOUT=1200"),
+                     id="a longer visibility timeout without a longer lock ttl"),
+    ],
+)
+def test_a_bad_combination_of_timing_variables_is_one_error_naming_them(
+    env: dict[str, str], named: tuple[str, ...]
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**HOME, **env})
+    message = str(err.value)
+    assert "\n" not in message
+    for variable in named:
+        assert variable in message
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({}, id="the defaults"),
+        pytest.param({"KUBEBOOT_VISIBILITY_TIMEOUT": "40", "KUBEBOOT_PHASE_TIME_LIMIT": "25",
+                      "KUBEBOOT_RETRY_MAX_DELAY": "10", "KUBEBOOT_LOCK_TTL": "60"}, id="all shorter, in proportion"),
+        pytest.param({"KUBEBOOT_VISIBILITY_TIMEOUT": "3600", "KUBEBOOT_LOCK_TTL": "2h"}, id="all longer"),
+    ],
+)
+def test_consistent_timing_variables_are_accepted(env: dict[str, str]) -> None:
+    s = Settings.from_env({**HOME, **env})
+    assert s.visibility_timeout > s.phase_time_limit + s.retry_max_delay
+    assert s.lock_ttl > s.visibility_timeout
+
+
+def test_settings_built_in_code_are_checked_too() -> None:
+    with pytest.raises(ConfigError, match="KUBEBOOT_LOCK_TTL=10 must be above KUBEBOOT_VISIBILITY_TIMEOUT=600"):
+        Settings(lock_ttl=10)

@@ -1,0 +1,45 @@
+"""Names of the run state's Redis keys, computed here and nowhere else (schema: ``tasks.state.store``,
+``tasks.state.lock``, ``tasks.state.presence``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from kubeboot.config import constants as c
+
+PREFIX: Final = c.STATE_KEY_PREFIX
+RUNS_INDEX: Final = f"{PREFIX}runs"
+ACTIVE_RUNS: Final = f"{PREFIX}runs:active"
+LEASES: Final = f"{PREFIX}leases"
+# Passed to the transition scripts in place of a lock key when a run's kind takes no lock: never written.
+NO_LOCK: Final = f"{PREFIX}no-lock"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no ':' so one name cannot forge another's key
+
+# The kinds of run. A run records the cluster lock it holds (if any) when it is created, so the kind
+# does not decide it: an init holds the cluster's init lock, a control-plane join would hold the
+# join-control-plane lock, a worker join none; a cluster or batch run would be a kind of its own whose
+# member runs hold theirs.
+RUN_KINDS: Final = ("init", "join")
+
+
+def check_name(kind: str, value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"invalid {kind} {value!r}: use letters, digits, '.', '_' and '-'")
+    return value
+
+
+def run_key(run_id: str) -> str:
+    return f"{PREFIX}run:{run_id}"
+
+
+def cluster_runs_key(cluster: str) -> str:
+    return f"{PREFIX}cluster:{cluster}:runs"
+
+
+def lock_key(cluster: str, purpose: str) -> str:
+    return f"{PREFIX}cluster:{check_name('cluster name', cluster)}:lock:{check_name('lock purpose', purpose)}"
+
+
+def queue_consumer_key(queue: str) -> str:
+    return f"{PREFIX}queue:{queue}:consumer"
