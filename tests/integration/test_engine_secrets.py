@@ -1,5 +1,7 @@
 """No secret of a run is readable where the engine keeps or shows it: not in any Redis key (kubeboot's
-run state and Celery's own messages), not in Flower.
+run state and Celery's own messages), not in Flower; and, for a full sandbox init with --upload-certs,
+not in any log file (workers, Flower, kubelet, static Pods), event or Flower task page either, while
+the submitter still gets the join commands from the run state.
 
 Values are searched as stored and decoded: Celery keeps message bodies base64-encoded inside JSON, and
 a kubeconfig embeds its PEM blocks base64-encoded, so every base64-looking string is decoded (nested)
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import json
 import re
 import socket
@@ -167,3 +170,165 @@ def test_flower_shows_every_phase_by_name_with_the_run_id_and_no_secret(engine) 
     status, body = _get(f"{base}/api/tasks?limit=1000")
     assert status == 200
     assert _leaks({"/api/tasks": [body]}, _needles(engine)) == []
+
+
+# --- a full sandbox init with --upload-certs: logs, Redis, Flower, events ------------------------------
+# The real secrets of the run are read back from the cluster (the bootstrap token Secrets, through the
+# official client with the node's admin.conf) and from `status --show-join-command` (the certificate
+# key); then every place a person or a log shipper can read is searched for them.
+
+SECRET_TTL = 7200  # KUBEBOOT_SECRET_TTL of the sandbox's processes, seconds
+NODE = "sb1-cp1"
+
+
+class SandboxRun:
+    def __init__(self, box: Any, run_id: str, flower: str, e2e: Any) -> None:
+        self.box, self.run_id, self.flower, self.e2e = box, run_id, flower, e2e
+
+    def token_secrets(self) -> dict[str, str]:
+        """token id -> token secret of every bootstrap token Secret in the cluster."""
+        from kubernetes import client
+
+        secrets = client.CoreV1Api(self.box.api(NODE)).list_namespaced_secret("kube-system").items
+        data = [{k: base64.b64decode(v).decode() for k, v in (s.data or {}).items()} for s in secrets
+                if s.type == "bootstrap.kubernetes.io/token"]
+        return {d["token-id"]: d["token-secret"] for d in data}
+
+    def join_text(self) -> str:
+        shown = self.box.cli("status", self.run_id, "--show-join-command")
+        assert shown.returncode == 0, shown.stderr
+        return str(shown.stdout)
+
+    def needles(self) -> dict[str, bytes]:
+        key = self.e2e.JoinCommand.parse(self.join_text()).certificate_key
+        key_file = self.box.state_dir / "secret.key"
+        found = {f"secret of token {i}": s.encode() for i, s in self.token_secrets().items()}
+        return {**found, "certificate key": key.encode(), "PRIVATE KEY": b"PRIVATE KEY",
+                "secret key file": key_file.read_bytes().strip(),
+                "secret key": parse_secret_key(key_file.read_text(), source="secret.key")}
+
+    def log_files(self) -> dict[str, list[bytes]]:
+        """Every log file of the test: workers, Flower, sandbox kubelet, static pods (etcd, apiserver, ...)."""
+        return {str(p.relative_to(self.box.dir)): [p.read_bytes()] for p in sorted(self.box.dir.rglob("*.log"))}
+
+
+@pytest.fixture(scope="module")
+def sandbox_run(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Any:
+    box = e2e.SandboxCluster(tmp_path_factory.mktemp("secrets"))
+    box.env["KUBEBOOT_SECRET_TTL"] = f"{SECRET_TTL // 3600}h"
+    port = _free_port()
+    try:
+        box.up("--nodes", "1")
+        box.spawn("flower", "flower", "--port", str(port), "--basic-auth", "u:p")
+        base = f"http://127.0.0.1:{port}"
+        box.wait_for("Flower to see the node worker",
+                     lambda: f'flower_worker_online{{worker="node-{NODE}@'.encode() in _get(f"{base}/metrics")[1],
+                     e2e.DEADLINE)
+        _, run_id = box.init("--upload-certs")
+        yield SandboxRun(box, run_id, base, e2e)
+    finally:
+        e2e.stop_sandbox(box)
+
+
+def _flower_views(run: SandboxRun) -> dict[str, list[bytes]]:
+    """Flower's task list and every task page of the run, once Flower has seen every phase end."""
+    ran = {r.path for r in run.box.store.phase_records(run.run_id) if r.status == "succeeded"}
+    expected = {f"kubeboot.init.{p.replace('/', '.')}" for p in ran} | {"kubeboot.run.finish"}
+    tasks: dict[str, Any] = {}
+
+    def listed() -> bool:
+        status, body = _get(f"{run.flower}/api/tasks?limit=1000")
+        tasks.clear()
+        if status == 200:
+            tasks.update({k: v for k, v in json.loads(body).items() if run.run_id in str(v.get("args"))})
+        return expected <= {t.get("name") for t in tasks.values() if t.get("state") == "SUCCESS"}
+
+    run.box.wait_for("Flower to list the run's tasks as succeeded", listed, run.e2e.DEADLINE)
+    views = {"/api/tasks": [_get(f"{run.flower}/api/tasks?limit=1000")[1]]}
+    for task_id in tasks:
+        for path in (f"/task/{task_id}", f"/api/task/info/{task_id}"):
+            status, body = _get(run.flower + path)
+            assert status == 200, path
+            views[path] = [body]
+    assert len(views) == 1 + 2 * len(tasks) and len(tasks) >= len(expected)
+    return views
+
+
+def test_the_join_commands_reach_the_submitter_from_the_run_state_only(sandbox_run: SandboxRun) -> None:
+    tokens = sandbox_run.token_secrets()
+    join = sandbox_run.e2e.JoinCommand.parse(sandbox_run.join_text())
+    token_id, token_secret = join.token.split(".")
+    assert tokens[token_id] == token_secret  # the printed token is the cluster's
+    assert len(join.certificate_key) == 64
+    as_json = sandbox_run.box.cli("status", sandbox_run.run_id, "--show-join-command", "-o", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    commands = json.loads(as_json.stdout)["joinCommands"]
+    assert [c["role"] for c in commands] == ["control-plane", "worker"]
+    assert f"--token {join.token} " in commands[1]["command"]
+    assert commands[0]["command"].endswith(f"--control-plane --certificate-key {join.certificate_key}")
+    for plain in (sandbox_run.box.cli("status", sandbox_run.run_id),
+                  sandbox_run.box.cli("status", sandbox_run.run_id, "-o", "json")):
+        assert plain.returncode == 0, plain.stderr
+        assert "kubeadm join" not in plain.stdout and token_secret not in plain.stdout
+        assert join.certificate_key not in plain.stdout and "joinCommands" not in plain.stdout
+
+
+def test_no_log_file_holds_a_token_secret_a_certificate_key_or_a_private_key(sandbox_run: SandboxRun) -> None:
+    logs = sandbox_run.log_files()
+    text = {name: values[0].decode(errors="replace") for name, values in logs.items()}
+    control = next(t for n, t in text.items() if n.endswith("logs/control-worker.log"))
+    node = next(t for n, t in text.items() if n.endswith(f"logs/node-worker-{NODE}.log"))
+    # The search reads the files the phases wrote to: kubeadm's lines are there, redacted.
+    ids = "|".join(sandbox_run.token_secrets())
+    assert re.search(rf"\[bootstrap-token\] Using token: ({ids})\.<redacted>", control)
+    assert re.search(rf"kubeadm join \S+ --token ({ids})\.<redacted>", control)
+    assert "--control-plane --certificate-key <redacted>" in control
+    assert "[upload-certs] Using certificate key:\n<redacted>" in node
+    # Every process of the node writes one of these: workers, Flower, the kubelet, each static Pod.
+    for source in ("logs/control-worker.log", f"logs/node-worker-{NODE}.log", "flower.log", "/kubelet.log",
+                   "/etcd/", "/kube-apiserver/", "/kube-controller-manager/", "/kube-scheduler/"):
+        assert any(source in name for name in text), source
+    needles = sandbox_run.needles()
+    # The needles are the run's real secrets: the submitter's own view of the join commands holds them.
+    token_id = sandbox_run.e2e.JoinCommand.parse(sandbox_run.join_text()).token.split(".")[0]
+    shown = set(_leaks({"join": [sandbox_run.join_text().encode()]}, needles))
+    assert {"certificate key in join", f"secret of token {token_id} in join"} <= shown
+    assert _leaks(logs, needles) == []
+
+
+def test_no_redis_key_or_value_holds_a_secret_in_clear(sandbox_run: SandboxRun) -> None:
+    client = sandbox_run.box.client()
+    everything = _redis_values(client)
+    run_key = f"kubeboot:run:{sandbox_run.run_id}"
+    assert {run_key, f"{run_key}:events", f"{run_key}:secret:certificate-key", f"{run_key}:secret:join-command",
+            f"{run_key}:secret:admin.conf", "_kombu.binding.control"} <= set(everything)
+    assert _leaks(everything, sandbox_run.needles()) == []
+
+
+def test_the_runs_secrets_expire_after_the_secret_ttl_and_super_admin_conf_is_not_among_them(
+    sandbox_run: SandboxRun,
+) -> None:
+    client = sandbox_run.box.client()
+    prefix = f"kubeboot:run:{sandbox_run.run_id}:secret"
+    ttls = {k.decode(): client.pttl(k) for k in client.scan_iter(f"{prefix}*")}
+    assert f"{prefix}:join-command" in ttls and f"{prefix}s" in ttls
+    assert f"{prefix}:super-admin.conf" not in ttls
+    assert all(0 < ms <= SECRET_TTL * 1000 for ms in ttls.values()), ttls
+    assert client.pttl(f"kubeboot:run:{sandbox_run.run_id}") == -1  # the run itself stays
+
+
+def test_flower_shows_no_secret_on_any_task_view(sandbox_run: SandboxRun) -> None:
+    views = _flower_views(sandbox_run)
+    assert any(b"kubeboot.init.upload-certs" in body for body in views["/api/tasks"])
+    assert _leaks(views, sandbox_run.needles()) == []
+
+
+def test_no_event_of_the_run_holds_a_secret(sandbox_run: SandboxRun) -> None:
+    events = sandbox_run.box.store.events(sandbox_run.run_id)
+    watched = sandbox_run.box.cli("status", sandbox_run.run_id, "--watch")
+    assert watched.returncode == 0, watched.stderr
+    assert "show-join-command succeeded" in watched.stdout
+    assert {e.event for e in events} >= {"submitted", "started", "succeeded"}
+    haystack = {"events": [json.dumps([dataclasses.asdict(e) for e in events]).encode()],
+                "--watch": [watched.stdout.encode()]}
+    assert _leaks(haystack, sandbox_run.needles()) == []
