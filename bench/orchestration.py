@@ -6,7 +6,7 @@ hide the overhead) run three ways, interleaved in one benchmark run:
   bare    a Celery chain of no-op tasks of the same length, on the same queues and workers
 
     added cost per phase = (celery - local) / hops        bare hop = bare / hops
-Target: added cost per phase <= 2x a bare hop. Also reports worker memory (RSS of each worker's
+Target: added cost per phase <= 2x a bare hop. Also reports worker memory (RSS and PSS of each worker's
 process tree) idle and after ``--runs`` runs.
 
     python -m bench.orchestration [--rounds 10] [--runs 100]
@@ -15,7 +15,6 @@ process tree) idle and after ``--runs`` runs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import signal
@@ -26,23 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.procmem import pss_kib, rss_kib, tree
+
 NODE = "bench-cp"
 
 
-def _rss_kib(pid: int) -> int:
-    """RSS of ``pid`` and its children (a worker is a main process and its pool child)."""
-    total = 0
-    pids = [pid]
-    with contextlib.suppress(OSError):
-        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
+def _memory_kib(pid: int) -> tuple[int, int]:
+    """RSS and PSS of a worker's process tree (main process and pool children; see bench.procmem)."""
+    pids = tree(pid)
+    return rss_kib(pids), pss_kib(pids)
 
 
 def _docs(cluster: str) -> list[dict[str, object]]:
@@ -156,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(Path(d))
         try:
             bench.start_workers()
-            idle = {name: _rss_kib(p.pid) for name, p in bench.procs.items()}
+            idle = {name: _memory_kib(p.pid) for name, p in bench.procs.items()}
             bench.local()
             bench.celery()  # warm-up: imports in the pool children
             local, celery, bare, hops = [], [], [], 0
@@ -167,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 bare.append(bench.bare(hops))
             for _ in range(max(0, args.runs - args.rounds - 1)):
                 bench.celery()
-            after = {name: _rss_kib(p.pid) for name, p in bench.procs.items()}
+            after = {name: _memory_kib(p.pid) for name, p in bench.procs.items()}
         finally:
             bench.stop()
     lo, ce, ba = statistics.median(local), statistics.median(celery), statistics.median(bare)
@@ -178,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  bare chain of no-ops    {ba * 1000:8.1f} ms")
     print(f"  added cost per phase    {added * 1000:8.2f} ms   bare hop {hop * 1000:.2f} ms   "
           f"ratio {added / hop:.2f} (target <= 2)")
-    for name, rss in idle.items():
-        print(f"  {name} worker RSS: idle {rss / 1024:.1f} MiB, after {args.runs} runs "
-              f"{after[name] / 1024:.1f} MiB")
+    for name, (rss, pss) in idle.items():
+        print(f"  {name} worker RSS / PSS: idle {rss / 1024:.1f} / {pss / 1024:.1f} MiB, after {args.runs} runs "
+              f"{after[name][0] / 1024:.1f} / {after[name][1] / 1024:.1f} MiB")
     return 0
 
 
