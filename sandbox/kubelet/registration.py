@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeboot.config import constants as c
-from kubeboot.sandbox.kubelet import kubeclient, tlsbootstrap
+from kubeboot.sandbox.kubelet import kubeclient, kubeletflags, tlsbootstrap
 from kubeboot.sandbox.kubelet.launch import image_tag
 from kubeboot.sandbox.kubelet.layout import node_path
 from kubeboot.sandbox.kubelet.mirrorpods import MirrorPods
@@ -186,6 +186,10 @@ class NodeAgent:
         from kubernetes.client.rest import ApiException
 
         body = node_object(self.node_name, self.address, self.version(api), _now())
+        flags = kubeletflags.kubeadm_args(self.root)  # what kubeadm-flags.env tells a real kubelet
+        body["metadata"]["labels"].update(kubeletflags.node_labels(flags))
+        if kubeletflags.register_taints(flags):
+            body["spec"]["taints"] = kubeletflags.register_taints(flags)
         try:
             created = core.create_node(body, _preload_content=False)
             log.info("registered node %s", self.node_name)

@@ -1,12 +1,12 @@
 """Phases ``kubelet-start`` and ``kubelet-wait-bootstrap`` of a join (kubeadm v1.36 cmd/phases/join/kubelet.go).
 
-``kubelet-start`` reads the trusted cluster (``joincluster``) and writes, in kubeadm's order:
+``kubelet-start`` reads the trusted cluster (``joincluster``), refuses a Ready Node of the same name
+(before writing anything; kubeadm checks after its first two files) and writes, in kubeadm's order:
 ``/etc/kubernetes/bootstrap-kubelet.conf`` (0600: the TLS bootstrap token; its server is this node's
-own API server on a control-plane join, ControlPlaneKubeletLocalMode being GA), the CA at ``caCertPath``
-when absent (0644), kubeboot's node marker, then — after refusing a Ready Node of the same name —
-stops the kubelet and writes ``instance-config.yaml``, ``config.yaml`` (the ``kubelet-config``
-ConfigMap, user patches, the instance patch) and ``kubeadm-flags.env`` (a worker's
-``--register-with-taints``), and starts the kubelet.
+own API server on a control-plane join, ControlPlaneKubeletLocalMode being GA), the CA at
+``caCertPath`` when absent (0644), kubeboot's node marker (the kubelet stopped first), writes
+``instance-config.yaml``, ``config.yaml`` (the ``kubelet-config`` ConfigMap, user patches, the instance
+patch) and ``kubeadm-flags.env`` (a worker's ``--register-with-taints``), and starts the kubelet.
 
 ``kubelet-wait-bootstrap`` waits for the kubelet's health (``timeouts.kubeletHealthCheck``) and for a
 usable ``kubelet.conf`` from its TLS bootstrap (``timeouts.tlsBootstrap``), then removes
@@ -133,6 +133,13 @@ def run_kubelet_start(ctx: JoinNodeContext) -> None:
     if bootstrapped:
         ctx.log(PHASE, f'Using the existing "{KUBELET_CONF}": this node has done its TLS bootstrap')
     else:
+        refuse_ready_namesake(ctx, info)  # before anything is written: a refused join leaves nothing
+    dry_run = ctx.join.join.dryRun
+    if ctx.kubelet is not None and not dry_run:
+        # Stopped before the bootstrap file appears: a running kubelet would bootstrap and register
+        # its Node before kubeadm-flags.env gives it its labels and taints.
+        ctx.kubelet.stop(ctx.out)
+    if not bootstrapped:
         server = cfg.local_server if ctx.join.is_control_plane else info.server
         boot = disc.bootstrap_kubeconfig(info, ctx.join.tls_bootstrap_token, cfg.cluster.clusterName, server)
         ctx.fs.write(BOOTSTRAP_CONF, boot, mode=0o600)
@@ -140,11 +147,6 @@ def run_kubelet_start(ctx: JoinNodeContext) -> None:
     if not ctx.fs.exists(ca_path):
         ctx.fs.write(ca_path, info.ca_pem, mode=FILE_MODE)
     write_node_marker(ctx.fs, marker_record(cfg.cluster.clusterName, cfg.node_name, info.ca_hash))
-    if not bootstrapped:
-        refuse_ready_namesake(ctx, info)
-    dry_run = ctx.join.join.dryRun
-    if ctx.kubelet is not None and not dry_run:
-        ctx.kubelet.stop(ctx.out)
     _write_kubelet_files(ctx)
     if dry_run:
         ctx.log(PHASE, "Would start the kubelet")

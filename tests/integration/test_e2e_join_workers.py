@@ -1,0 +1,281 @@
+"""`kubeboot submit join` of worker nodes on a sandbox cluster (1 control plane + 3 workers), end to end,
+read back as a kubeadm user would: the official ``kubernetes`` client over TLS lists the Nodes with
+their labels and taints, each joined node's files are checked (kubelet.conf on the rotating client
+certificate, no bootstrap token left, the cluster CA), and the errors a user meets are one clear line.
+
+One cluster serves the module; the fixture runs the joins and the failed attempts in order (the
+failures first on the node that joins last, to show they leave nothing behind), the tests read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from cryptography import x509
+from kubernetes import client
+
+pytestmark = [pytest.mark.integration]
+
+CP, W1, W2, W3 = "sb1-cp1", "sb1-w1", "sb1-w2", "sb1-w3"
+V4 = "kubeadm.k8s.io/v1beta4"
+LABELS = {"topology.example.com/zone": "z1", "tier": "batch"}
+TAINTS = [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}, {"key": "gpu", "effect": "NoExecute"}]
+BAD_HASH = "sha256:" + "00" * 32
+UNKNOWN_TOKEN = "zzzzzz.zzzzzzzzzzzzzzzz"
+
+
+@dataclass
+class Joined:
+    box: Any
+    join: Any  # JoinCommand printed by the init
+    endpoint: str
+    api: client.ApiClient
+    results: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+    runs: dict[str, str] = field(default_factory=dict)
+    files_after_failures: list[str] = field(default_factory=list)
+    killed: bool = False
+
+
+def _flags(c: Joined, node: str, *extra: str, token: str | None = None, ca_hash: str | None = None) -> list[str]:
+    return ["submit", "join", c.endpoint, "--token", token or c.join.token, "--discovery-token-ca-cert-hash",
+            ca_hash or c.join.ca_hash, "--node-name", node, "--ignore-preflight-errors", "all", *extra]
+
+
+def _config(c: Joined, node: str, **over: Any) -> Path:
+    doc: dict[str, Any] = {
+        "apiVersion": V4, "kind": "JoinConfiguration",
+        "nodeRegistration": {"name": node, "taints": TAINTS, "ignorePreflightErrors": ["all"],
+                             "kubeletExtraArgs": [{"name": "node-labels",
+                                                   "value": ",".join(f"{k}={v}" for k, v in LABELS.items())}]},
+        "discovery": {"bootstrapToken": {"token": c.join.token, "apiServerEndpoint": c.endpoint,
+                                         "caCertHashes": [c.join.ca_hash]}},
+    }
+    doc.update(over)
+    path = c.box.dir / f"join-{node}-{len(list(c.box.dir.glob('join-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _run(c: Joined, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    result = c.box.cli(*args)
+    c.results[name] = result
+    c.runs[name] = c.box.newest_run()
+    return result
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "kubeboot-sandbox" not in str(p))
+
+
+def _worker_pids(node: str) -> list[int]:
+    """The node worker's process group leaders (its command line names the node)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"worker" in argv and b"node" in argv and node.encode() in argv:
+            pid = int(cmdline.parent.name)
+            if os.getpgid(pid) == pid:
+                found.append(pid)
+    return found
+
+
+@pytest.fixture(scope="module")
+def joined(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[Joined]:
+    box = e2e.SandboxCluster(tmp_path_factory.mktemp("e2e-join"))
+    try:
+        box.up("--control-planes", "1", "--workers", "3")
+        result, _ = box.init("--upload-certs")
+        c = Joined(box, e2e.JoinCommand.parse(result.stdout), f"{box.address(CP)}:6443", box.api())
+        _run(c, "w1", *_flags(c, W1), "--wait")
+        # What a user gets wrong, on the node that joins last: each fails, each leaves nothing.
+        _run(c, "wrong-hash", *_flags(c, W2, ca_hash=BAD_HASH), "--wait")
+        short = {"timeouts": {"discovery": "6s"}}
+        unknown = _config(c, W2, **short)
+        doc = yaml.safe_load(unknown.read_text())
+        doc["discovery"]["bootstrapToken"]["token"] = UNKNOWN_TOKEN
+        unknown.write_text(yaml.safe_dump(doc))
+        _run(c, "unknown-token", "submit", "join", "--config", str(unknown), "--wait")
+        silent = _config(c, W2, **short)
+        doc = yaml.safe_load(silent.read_text())
+        doc["discovery"]["bootstrapToken"]["apiServerEndpoint"] = f"{box.address(CP).rsplit('.', 1)[0]}.250:6443"
+        silent.write_text(yaml.safe_dump(doc))
+        _run(c, "no-answer", "submit", "join", "--config", str(silent), "--wait")
+        namesake = client.CoreV1Api(c.api).create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": W2}})
+        client.CoreV1Api(c.api).patch_node_status(W2, {"status": {"conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "another machine"}]}})
+        _run(c, "namesake", *_flags(c, W2), "--wait")
+        c.files_after_failures = _files(box.node_root(W2))
+        client.CoreV1Api(c.api).delete_node(namesake.metadata.name)
+        _run(c, "w2", "submit", "join", "--config", str(_config(c, W2)), "--wait")
+        # W3: its node worker is SIGKILLed in the middle of the join; the sandbox restarts it.
+        _run(c, "w3", *_flags(c, W3), "-o", "json")
+        run_id = json.loads(c.results["w3"].stdout)["run"]["id"]
+        c.runs["w3"] = run_id
+        box.wait_for("w3's kubelet-start", lambda: any(r.path == "kubelet-start" and r.status in (
+            "running", "succeeded") for r in box.store.phase_records(run_id)))
+        for pid in _worker_pids(W3):
+            os.killpg(pid, signal.SIGKILL)
+            c.killed = True
+        box.wait_run(run_id)
+        # A second join of a joined node converges: nothing new is minted.
+        c.results["w1-before-again"] = subprocess.CompletedProcess([], 0, json.dumps(_files(box.node_root(W1))), "")
+        _run(c, "w1-again", *_flags(c, W1), "--wait")
+        yield c
+    finally:
+        e2e.stop_sandbox(box)
+
+
+def _node(c: Joined, name: str) -> client.V1Node:
+    return client.CoreV1Api(c.api).read_node(name)
+
+
+# --- the joins that succeed --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["w1", "w2", "w1-again"])
+def test_the_join_succeeds_with_kubeadms_closing_text(joined: Joined, name: str) -> None:
+    result = joined.results[name]
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{joined.box.logs()}"
+    assert "This node has joined the cluster:" in result.stdout
+    assert "Run 'kubectl get nodes' on the control-plane to see this node join the cluster." in result.stdout
+
+
+def test_the_killed_join_finished_by_itself_when_its_worker_came_back(joined: Joined) -> None:
+    assert joined.killed, "the node worker of sb1-w3 was not found to be killed"
+    run = joined.box.store.get_run(joined.runs["w3"])
+    assert run.status == "succeeded", joined.box.logs()
+
+
+def test_every_node_is_ready_through_the_official_client(joined: Joined) -> None:
+    nodes = {n.metadata.name: n for n in client.CoreV1Api(joined.api).list_node().items}
+    assert set(nodes) == {CP, W1, W2, W3}
+    for name, node in nodes.items():
+        ready = [cond.status for cond in node.status.conditions if cond.type == "Ready"]
+        assert ready == ["True"], name
+        kubernetes_validate.validate(joined.api.sanitize_for_serialization(node) | {
+            "apiVersion": "v1", "kind": "Node"}, "1.36.0", strict=True)
+
+
+def test_a_worker_joined_by_flags_has_no_role_label_and_no_taint(joined: Joined) -> None:
+    node = _node(joined, W1)
+    assert not node.spec.taints
+    assert "node-role.kubernetes.io/control-plane" not in node.metadata.labels
+    assert node.metadata.labels["kubernetes.io/hostname"] == W1
+
+
+def test_a_worker_joined_by_config_carries_its_labels_and_taints(joined: Joined) -> None:
+    node = _node(joined, W2)
+    assert {k: node.metadata.labels.get(k) for k in LABELS} == LABELS
+    taints = [{k: v for k, v in t.to_dict().items() if v is not None} for t in node.spec.taints]
+    assert taints == TAINTS
+
+
+@pytest.mark.parametrize("name", [W1, W2, W3])
+def test_kubelet_conf_uses_the_one_rotating_client_certificate_and_no_token_is_left(joined: Joined,
+                                                                                     name: str) -> None:
+    root = joined.box.node_root(name)
+    conf = yaml.safe_load((root / "etc/kubernetes/kubelet.conf").read_text())
+    user = conf["users"][0]["user"]
+    assert user == {"client-certificate": "/var/lib/kubelet/pki/kubelet-client-current.pem",
+                    "client-key": "/var/lib/kubelet/pki/kubelet-client-current.pem"}
+    assert conf["clusters"][0]["cluster"]["server"] == f"https://{joined.endpoint}"
+    assert not (root / "etc/kubernetes/bootstrap-kubelet.conf").exists()
+    pems = sorted(p.name for p in (root / "var/lib/kubelet/pki").glob("kubelet-client-2*.pem"))
+    assert len(pems) == 1, pems
+    current = root / "var/lib/kubelet/pki/kubelet-client-current.pem"
+    assert os.readlink(current) == pems[0]
+    cert = x509.load_pem_x509_certificate(current.read_bytes())
+    assert cert.subject.rfc4514_string() == f"CN=system:node:{name},O=system:nodes"
+    ca = x509.load_pem_x509_certificate((root / "etc/kubernetes/pki/ca.crt").read_bytes())
+    cert.verify_directly_issued_by(ca)
+    assert (root / "etc/kubernetes/pki/ca.crt").read_bytes() == (
+        joined.box.node_root(CP) / "etc/kubernetes/pki/ca.crt").read_bytes()
+
+
+def test_the_kubelet_config_is_the_clusters_with_the_nodes_socket(joined: Joined) -> None:
+    cm = client.CoreV1Api(joined.api).read_namespaced_config_map("kubelet-config", "kube-system")
+    cluster = yaml.safe_load(cm.data["kubelet"])
+    node = yaml.safe_load((joined.box.node_root(W1) / "var/lib/kubelet/config.yaml").read_text())
+    assert node == cluster | {"containerRuntimeEndpoint": "unix:///var/run/containerd/containerd.sock"}
+    assert (joined.box.node_root(W1) / "var/lib/kubelet/instance-config.yaml").read_text() == (
+        'containerRuntimeEndpoint: "unix:///var/run/containerd/containerd.sock"\n')
+
+
+def test_kubeadm_flags_of_a_tainted_worker_register_its_taints(joined: Joined) -> None:
+    env = (joined.box.node_root(W2) / "var/lib/kubelet/kubeadm-flags.env").read_text()
+    assert env.startswith('KUBELET_KUBEADM_ARGS="') and env.endswith('"\n')
+    assert "--register-with-taints=dedicated=batch:NoSchedule,gpu:NoExecute" in env
+    assert "--node-labels=topology.example.com/zone=z1,tier=batch" in env
+    assert "register-with-taints" not in (joined.box.node_root(W1) / "var/lib/kubelet/kubeadm-flags.env").read_text()
+
+
+def test_a_second_join_of_a_joined_node_mints_nothing(joined: Joined) -> None:
+    before = json.loads(joined.results["w1-before-again"].stdout)
+    assert _files(joined.box.node_root(W1)) == before
+
+
+def test_joins_are_runs_of_kind_join_listed_by_runs(joined: Joined) -> None:
+    listed = json.loads(joined.box.cli("runs", "-o", "json").stdout)
+    kinds = {r["id"]: r["kind"] for r in listed}
+    assert {kinds[joined.runs[n]] for n in ("w1", "w2", "w3", "namesake")} == {"join"}
+    status = joined.box.status(joined.runs["w1"])
+    assert status["run"]["nodes"] == [W1]
+    paths = {p["phase"]: p["status"] for p in status["phases"]}
+    assert paths["kubelet-wait-bootstrap"] == "succeeded"
+    assert paths["etcd-join"] == "skipped"
+
+
+def test_the_token_never_reaches_the_run_records(joined: Joined) -> None:
+    secret = joined.join.token.split(".")[1]
+    for name in ("w1", "w2", "namesake"):
+        shown = joined.box.cli("status", joined.runs[name], "-o", "json")
+        assert json.loads(shown.stdout)["run"]["id"] == joined.runs[name]
+        assert secret not in shown.stdout + shown.stderr
+
+
+# --- the joins that fail: one line, exit 1, nothing written ------------------------------------------
+
+FAILURES = [
+    ("wrong-hash", 'cluster CA found in cluster-info ConfigMap is invalid: none of the public keys "sha256:'),
+    ("unknown-token", 'could not find a JWS signature in the cluster-info ConfigMap for token ID "zzzzzz"'),
+    ("no-answer", "failed to request the cluster-info ConfigMap: Get "),
+    ("namesake", f'a Node with name "{W2}" and status "Ready" already exists in the cluster. You must delete the '
+                 "existing Node or change the name of this new joining Node"),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), FAILURES, ids=[f[0] for f in FAILURES])
+def test_a_failed_join_exits_1_with_kubeadms_reason(joined: Joined, name: str, message: str) -> None:
+    result = joined.results[name]
+    assert result.returncode == 1, result.stdout
+    run = joined.box.store.get_run(joined.runs[name])
+    assert run.status == "failed"
+    assert message in run.error
+    assert "\n" not in run.error
+
+
+def test_failed_joins_left_no_file_on_the_node(joined: Joined) -> None:
+    assert joined.files_after_failures == []
+
+
+def test_a_bad_flag_is_one_line_and_exit_2_before_any_run(joined: Joined) -> None:
+    before = len(joined.box.store.list_runs())
+    result = joined.box.cli("submit", "join", joined.endpoint, "--token", "abc", "--node-name", W1,
+                            "--discovery-token-ca-cert-hash", joined.join.ca_hash)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "discovery.bootstrapToken.token" in result.stderr and "the bootstrap token is invalid" in result.stderr
+    assert len(joined.box.store.list_runs()) == before
