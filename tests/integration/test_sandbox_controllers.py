@@ -168,6 +168,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -
              "cluster-admin", "kubeadm:cluster-admins")
         c.start("kube-controller-manager", "kubeboot.sandbox.controllermanager", "kube-controller-manager.yaml")
         c.wait_for("kube-controller-manager /healthz", lambda: c.https_get(10257, "/healthz") == (200, "ok"))
+        # A candidate is healthy before it leads: the controllers run once it holds the lease.
+        leases = k8s.CoordinationV1Api(c.admin())
+        c.wait_for("the controller manager to hold its lease", lambda: json.loads(leases.read_namespaced_lease(
+            "kube-controller-manager", "kube-system", _preload_content=False).data)["spec"]["holderIdentity"])
+        c.wait_for("the controllers to start", lambda: '"Started controller" controller="garbagecollector"'
+                   in (directory / "kube-controller-manager.log").read_text())
         yield c
     finally:
         c.stop()
@@ -408,16 +414,21 @@ def lonely_node(tmp_path: Path) -> Cluster:
     return Cluster(tmp_path, generate_node(tmp_path, address), address)
 
 
-def test_controller_manager_is_unhealthy_until_it_reaches_the_api_server(lonely_node: Cluster) -> None:
+def test_without_an_api_server_the_controller_manager_is_a_healthy_candidate_running_no_controller(
+        lonely_node: Cluster) -> None:
+    """As a real one: /healthz passes while it waits for the lease (a kubelet must not restart a standby),
+    the lock it cannot read is logged, and no controller starts before it leads."""
     node = lonely_node
     try:
         node.start("kube-controller-manager", "kubeboot.sandbox.controllermanager", "kube-controller-manager.yaml")
         code, text = node.wait_for("kube-controller-manager to serve /healthz",
                                    lambda: node.https_get(10257, "/healthz?verbose"))
-        assert code == 500
-        assert "[-]controllers failed" in text
+        assert code == 200
+        assert "[+]leaderElection ok" in text and "[+]controllers ok" in text
+        log = node.dir / "kube-controller-manager.log"
         node.wait_for("the manager to report the unreachable API server",
-                      lambda: "Waiting for the API server" in (node.dir / "kube-controller-manager.log").read_text())
+                      lambda: "error retrieving resource lock" in log.read_text())
+        assert '"Started controller"' not in log.read_text()
     finally:
         node.stop()
 

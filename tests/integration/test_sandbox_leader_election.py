@@ -11,6 +11,7 @@ nobody took it early, and that the controllers keep working after a hand-over.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import random
@@ -77,12 +78,14 @@ class ControlPlane:
         pod = yaml.safe_load((self.root / "etc/kubernetes/manifests" / manifest).read_text())
         return launch.plan(pod, self.root, address, which=lambda _name: None).argv
 
-    def start(self, name: str, manifest: str, address: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, manifest: str, address: str, kubeconfig: Path | None = None) -> subprocess.Popen[bytes]:
         env = {**os.environ, "KUBEBOOT_SANDBOX_DIR": str(self.root / "var/lib/kubeboot-sandbox"),
                "KUBEBOOT_SANDBOX_HOSTNAME": name, "PYTHONUNBUFFERED": "1"}
+        argv = self.argv(manifest, address)
+        if kubeconfig is not None:
+            argv = [f"--kubeconfig={kubeconfig}" if a.startswith("--kubeconfig=") else a for a in argv]
         with (self.dir / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(self.argv(manifest, address), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.procs[name] = proc
         return proc
 
@@ -247,3 +250,39 @@ def test_a_scheduler_stopped_with_sigterm_releases_its_lease_to_the_other_at_onc
     cp.wait_for(f"{other} to take the released lease", lambda: cp.holder("kube-scheduler") == other)
     assert cp.lease("kube-scheduler")["leaseTransitions"] == 1
     assert cp.kill(other, signal.SIGTERM) == 0
+
+
+def test_controller_managers_behind_two_api_servers_share_one_lease_through_etcd(
+        control_plane: ControlPlane, emulated_apiserver: Any) -> None:
+    """Two API servers of one etcd (as on two control-plane nodes), a controller manager on each: one leads,
+    and when it dies the one behind the other API server takes over and keeps approving CSRs."""
+    cp = control_plane
+    with contextlib.suppress(ApiException):  # a fresh election: the lease of the previous test's managers
+        k8s.CoordinationV1Api(cp.admin()).delete_namespaced_lease("kube-controller-manager", "kube-system")
+    argv = ["--secure-port=6444" if a.startswith("--secure-port=") else a
+            for a in cp.argv("kube-apiserver.yaml", cp.address)[3:]]
+    second = emulated_apiserver.start(cp.root, argv, cp.address, 6444, cp.dir / "kube-apiserver-6444.log")
+    conf = yaml.safe_load((cp.root / "etc/kubernetes/controller-manager.conf").read_text())
+    conf["clusters"][0]["cluster"]["server"] = f"https://{cp.address}:6444"
+    behind_second = cp.root / "etc/kubernetes/controller-manager-6444.conf"
+    behind_second.write_text(yaml.safe_dump(conf))
+    servers = {"kcm-x": 6443, "kcm-y": 6444}
+    cp.start("kcm-x", "kube-controller-manager.yaml", cp.others[0])
+    cp.start("kcm-y", "kube-controller-manager.yaml", cp.others[1], kubeconfig=behind_second)
+    leader = cp.wait_for("a controller manager to hold the lease",
+                         lambda: (h := cp.holder("kube-controller-manager")) in servers and h)
+    successor = next(n for n in servers if n != leader)
+    cp.wait_for(f"{successor} to see the leader through its API server",
+                lambda: "New leader elected" in cp.log(successor))
+    cp.kill(leader)
+    cp.wait_for(f"{successor} to take the lease", lambda: cp.holder("kube-controller-manager") == successor)
+    assert cp.lease("kube-controller-manager")["leaseTransitions"] == 1
+    # Written through the API server the dead leader used, approved and signed by the manager behind the other.
+    through = cp.admin()
+    through.configuration.host = f"https://{cp.address}:{servers[leader]}"
+    k8s.CertificatesV1Api(through).create_certificate_signing_request(csr("across-servers", "w3"),
+                                                                     _preload_content=False)
+    cp.wait_for("the CSR to be approved and signed across API servers", lambda: issued(cp, "across-servers"))
+    assert '"Started controller"' in cp.log(successor)
+    cp.kill(successor, signal.SIGTERM)
+    assert second.stop() == 0
