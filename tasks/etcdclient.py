@@ -26,6 +26,7 @@ TIMEOUT: Final = 2.0  # kubeadm's etcdTimeout per request
 TOO_MANY_LEARNERS: Final = "too many learner members in cluster"
 LEARNER_NOT_READY: Final = "can only promote a learner member which is in sync with leader"
 PEER_URL_EXISTS: Final = "Peer URLs already exists"
+NOT_FOR_LEARNER: Final = "rpc not supported for learner"
 
 
 class EtcdError(Exception):
@@ -85,7 +86,11 @@ class EtcdClient:
                 data = {}
             if resp.status == 200 and "error" not in data:
                 return data if isinstance(data, dict) else {}
-            raise EtcdError(str(data.get("message") or data.get("error") or f"HTTP {resp.status} from {endpoint}"))
+            message = str(data.get("message") or data.get("error") or f"HTTP {resp.status} from {endpoint}")
+            if NOT_FOR_LEARNER in message:  # a learner answers almost nothing: ask a voting member
+                last = f"{endpoint}: {message}"
+                continue
+            raise EtcdError(message)
         raise EtcdUnavailable(f"no etcd endpoint answered: {last}")
 
     def members(self) -> list[Member]:
