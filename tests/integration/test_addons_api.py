@@ -60,7 +60,9 @@ class Cluster:
         return list(self.lines)
 
     def api(self, conf: str = "admin.conf") -> Any:
-        data = self.secrets.get(conf)
+        # admin.conf travels to the control worker through the run's secrets; super-admin.conf never
+        # leaves the node that wrote it.
+        data = self.secrets.get(conf) if conf == "admin.conf" else (self.root / "etc/kubernetes" / conf).read_bytes()
         assert data is not None
         return kubeapi.api_client(data)
 
@@ -97,8 +99,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -
     kubeconfig.run_kubeconfig(ctx)
     for name in ("admin", "super-admin"):
         kubeconfig.run_kubeconfig_file(ctx, name)
-    # The kubeconfig phase shares these two with the control worker through the run's secrets.
-    assert secrets.get("admin.conf") and secrets.get("super-admin.conf")
+    # The kubeconfig phase shares admin.conf with the control worker through the run's secrets;
+    # super-admin.conf stays on the node.
+    assert secrets.get("admin.conf") and secrets.get("super-admin.conf") is None
     server = emulated_apiserver.start(root, emulated_apiserver.argv(cfg, root), ADDRESS, port)
     try:
         c = Cluster(root, cfg, server, secrets)
