@@ -149,12 +149,13 @@ def existing_initial_cluster(ctx: JoinNodeContext) -> str | None:
 
 
 def write_manifest(ctx: JoinNodeContext, cfg: InitConfig, cluster: str) -> None:
-    ctx.log(PHASE, f'Creating static Pod manifest for "{c.ETCD}"')
+    """etcd.yaml for joining; the line is printed when the file is written (not again by a retry)."""
     pod = etcd_pod(cfg)
     box = pod["spec"]["containers"][0]
     box["command"] = joined_command(box["command"], cluster, cfg.cluster.local_etcd.extraArgs)
     announced = ctx.scratch.setdefault(SCRATCH_PATCHES, set())
-    m.write_static_pod(ctx.fs, c.ETCD, m.finish_pod(c.ETCD, pod, cfg.patches_dir, ctx.out, announced))
+    if m.write_static_pod(ctx.fs, c.ETCD, m.finish_pod(c.ETCD, pod, cfg.patches_dir, ctx.out, announced)):
+        ctx.log(PHASE, f'Creating static Pod manifest for "{c.ETCD}"')
 
 
 def _set_stale_data_aside(ctx: JoinNodeContext, cfg: InitConfig) -> None:
@@ -230,7 +231,7 @@ def join_etcd(ctx: JoinNodeContext, cfg: InitConfig) -> None:
         mine = next((mem for mem in members if peer in mem.peer_urls), None)
         if mine is None:
             members = _add_learner(ctx, client, cfg, peer)
-        else:
+        elif not ctx.fs.exists(m.manifest_path(c.ETCD)):
             ctx.log(PHASE, f"Using the etcd member {mine.hex_id} ({peer}) an earlier attempt of this join added")
         write_manifest(ctx, cfg, existing_initial_cluster(ctx) or initial_cluster(members, peer, cfg.node_name))
         current = next((mem for mem in client.members() if peer in mem.peer_urls), None)
