@@ -91,12 +91,12 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
         rt = runtime.current()
         worker = str(self.request.hostname or "")
         lease = Lease(run_id, node, self.phase_path, new_owner(worker))
+        successor = self._successor()
         claim = rt.store.claim_phase(run_id, node, self.phase_path, owner=lease.owner, worker=worker,
-                                     max_attempts=self.phase_max_attempts, lease=LEASE_TTL,
-                                     successor=self._successor())
+                                     max_attempts=self.phase_max_attempts, lease=LEASE_TTL, successor=successor)
         if claim.action == "run":
             with rt.leases.keep(lease):
-                self._attempt(lease, claim.attempts)
+                self._attempt(lease, claim.attempts, successor)
         elif claim.action == "send":
             log.warning("run %s node %s phase %s succeeded, but the copy that ran it stopped before sending "
                         "the next phase: sending it", run_id, node, self.phase_path)
@@ -106,7 +106,7 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
         else:
             self._settle(claim)
 
-    def _attempt(self, lease: Lease, attempt: int) -> None:
+    def _attempt(self, lease: Lease, attempt: int, successor: tuple[str, str] | None) -> None:
         run_id, node, path = lease.run_id, lease.node, lease.path
         store = runtime.current().store
         try:
@@ -125,7 +125,8 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
             log.exception("run %s node %s phase %s: unexpected error (a bug)", run_id, node, path)
             self._settle(store.fail_phase(run_id, node, path, owner=lease.owner, error=one_line(e)), ok="failed")
             raise
-        self._settle(store.complete_phase(run_id, node, path, owner=lease.owner, grace=SEND_GRACE))
+        self._settle(store.complete_phase(run_id, node, path, owner=lease.owner, grace=SEND_GRACE,
+                                          successor=successor))
 
     def _settle(self, verdict: Verdict, ok: str = "ok") -> None:
         """Go on after a transition that answered ``ok``; otherwise end this copy as the run state says."""
@@ -151,6 +152,7 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
         if not isinstance(exc, TimeLimitExceeded) or len(args) < 2:
             return
         limit = exc.args[0] if exc.args else "?"
+        limit = f"{limit:g}" if isinstance(limit, int | float) else limit
         message = f"killed by the hard time limit after {limit}s (KUBEBOOT_PHASE_TIME_LIMIT)"
         runtime.current().store.fail_phase(str(args[0]), str(args[1]), self.phase_path, owner="", error=message)
         log.error("run %s node %s phase %s: %s", args[0], args[1], self.phase_path, message)

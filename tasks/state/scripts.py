@@ -38,18 +38,6 @@ local function index(run_id, deadline)
   redis.call('ZADD', LEASES, deadline, run_id .. '|' .. P)
 end
 
--- A phase starting means its predecessor's successor was delivered: its entry has served.
-local function unindex_predecessor(run_id)
-  local plan = cjson.decode(redis.call('HGET', RUN, 'plan') or '[]')
-  local here = 0
-  for i, step in ipairs(plan) do
-    if step[1] == NODE and step[2] == PATH then here = i end
-  end
-  for i = here - 1, 1, -1 do
-    if redis.call('ZREM', LEASES, run_id .. '|' .. plan[i][1] .. '|' .. plan[i][2] .. '|') == 1 then return end
-  end
-end
-
 local function load_run()
   local r = redis.call('HMGET', RUN, 'id', 'status', 'fence')
   return r[1], r[2], r[3] or ''
@@ -118,7 +106,7 @@ local run_id, run_status, fence = load_run()
 if not run_id then return redis.error_reply('no such run: ' .. RUN) end
 if run_status == 'succeeded' or run_status == 'failed' then return {'ignore', 'run ' .. run_status} end
 local f = redis.call('HMGET', PHASES, P .. 'status', P .. 'attempts', P .. 'owner', P .. 'lease', P .. 'tries',
-  P .. 'last_error')
+  P .. 'last_error', P .. 'pred')
 local status, attempts = f[1] or 'pending', tonumber(f[2] or '0')
 local now, lease = clock_ms(), tonumber(f[4] or '0')
 local held = f[3] and f[3] ~= ARGV[6] and lease > now
@@ -149,7 +137,11 @@ redis.call('HSET', PHASES, P .. 'status', 'running', P .. 'tries', tries + 1, P 
   P .. 'started', NOW, P .. 'owner', ARGV[6], P .. 'lease', now + tonumber(ARGV[9]))
 redis.call('HDEL', PHASES, P .. 'finished', P .. 'delayed')
 index(run_id, now + tonumber(ARGV[9]))
-if attempts == 1 then unindex_predecessor(run_id) end
+-- This phase starting means its predecessor's successor was delivered: that entry has served.
+if f[7] then
+  redis.call('ZREM', LEASES, f[7])
+  redis.call('HDEL', PHASES, P .. 'pred')
+end
 if run_status == 'pending' then redis.call('HSET', RUN, 'status', 'running', 'started', NOW) end
 event(NODE, PATH, 'started', attempts, '')
 return {'run', tostring(attempts)}
@@ -168,12 +160,14 @@ if holder then return superseded(run_id, fence, holder, attempts, true) end
 """
 
 # ARGV 6 owner, 7 grace ms: the lease is kept that long so that a duplicate does not resend the
-# successor while this copy is still sending it.
+# successor while this copy is still sending it; 8 the successor's field prefix ('' = the finish task),
+# told which index entry to clear when it starts.
 COMPLETE = PRELUDE + _OWN + """
 local until_ms = clock_ms() + tonumber(ARGV[7])
 redis.call('HSET', PHASES, P .. 'status', 'succeeded', P .. 'finished', NOW, P .. 'lease', until_ms)
 redis.call('HDEL', PHASES, P .. 'delayed')
 index(run_id, until_ms)
+if ARGV[8] ~= '' then redis.call('HSET', PHASES, ARGV[8] .. 'pred', run_id .. '|' .. P) end
 event(NODE, PATH, 'succeeded', attempts, '')
 return {'ok', tostring(attempts)}
 """

@@ -10,8 +10,13 @@ the run record, the lock and the event. Run creation is a MULTI/EXEC pipeline. T
 | key                                   | type   | field / entry     | meaning                                         |
 |---------------------------------------|--------|-------------------|-------------------------------------------------|
 | ``kubeboot:runs``                     | zset   | member run id     | every run; score = created, epoch seconds       |
-| ``kubeboot:runs:active``              | set    | member run id     | runs pending or running (a worker starting up   |
-|                                       |        |                   | looks here for phases a dead worker left)       |
+| ``kubeboot:runs:active``              | set    | member run id     | runs pending or running                         |
+| ``kubeboot:leases``                   | zset   | ``<run>|<node>|   | deadline (epoch ms, Redis time) by which the    |
+|                                       |        | <path>|``         | phase must have moved on: its running copy's    |
+|                                       |        |                   | lease, a retry's due time + lease, a success's  |
+|                                       |        |                   | grace for its successor to start; workers sweep |
+|                                       |        |                   | what is overdue (``workflows.liveness``); the   |
+|                                       |        |                   | successor's start and the run's end remove it   |
 | ``kubeboot:cluster:<name>:runs``      | zset   | member run id     | the runs of one cluster; same score             |
 | ``kubeboot:run:<id>``                 | hash   | id                | the run id (``r-`` + 8 hex unless given)        |
 |                                       |        | kind              | ``init`` / ``join`` (``keys.RUN_KINDS``)        |
@@ -51,6 +56,9 @@ the run record, the lock and the event. Run creation is a MULTI/EXEC pipeline. T
 |                                       |        |                   | grace after success; a copy that finds another  |
 |                                       |        |                   | copy's unexpired lease waits, an expired one is |
 |                                       |        |                   | taken over (its holder died)                    |
+|                                       |        | ``…|pred``        | the lease-index member of the phase that sent   |
+|                                       |        |                   | this one (set when it succeeded, cleared when   |
+|                                       |        |                   | this one starts: that entry has served)         |
 | ``kubeboot:run:<id>:events``          | stream | ts, node, phase,  | one entry per transition, capped ~10000;        |
 |                                       |        | event, attempt,   | event: started / succeeded / retry / failed /   |
 |                                       |        | message           | skipped; run-level entries have empty node and  |

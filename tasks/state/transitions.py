@@ -101,9 +101,11 @@ class Transitions:
         after = field_prefix(*successor) if successor else ""
         return self._phase("CLAIM", run_id, node, path, owner, worker, max_attempts, _ms(lease), after)
 
-    def complete_phase(self, run_id: str, node: str, path: str, *, owner: str, grace: float) -> Verdict:
+    def complete_phase(self, run_id: str, node: str, path: str, *, owner: str, grace: float,
+                       successor: tuple[str, str] | None = None) -> Verdict:
         """Record success; the lease is kept ``grace`` seconds while this copy sends the successor."""
-        return self._phase("COMPLETE", run_id, node, path, owner, _ms(grace))
+        after = field_prefix(*successor) if successor else ""
+        return self._phase("COMPLETE", run_id, node, path, owner, _ms(grace), after)
 
     def retry_phase(self, run_id: str, node: str, path: str, *, owner: str, error: str, delay: float,
                     lease: float = 10.0) -> Verdict:

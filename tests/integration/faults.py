@@ -11,6 +11,8 @@ pool forks) wraps the phase for every pool child.
 - ``{"kind": "barrier", "phase": P, "dir": DIR, "when": "before"|"after"}``: create ``DIR/reached``
   and wait until ``DIR/release`` exists, before or after the phase's own work.
 - ``{"kind": "permanent", "phase": P, "flag": FILE}``: raise ``PermanentError`` while FILE exists.
+- ``{"kind": "hang", "phase": P}``: never return, not even on the soft time limit (a phase stuck in
+  code that swallows it): only the hard time limit ends it.
 - ``{"kind": "count", "phase": P | "*", "dir": DIR}``: count every run of the phase's action (of every
   phase's, with ``*``) in ``DIR/<path with / as _>`` (the exactly-once tests read them).
 - ``{"kind": "duplicate-publish"}``: every task message this worker sends (the chain's next link, a
@@ -25,6 +27,7 @@ A phase that shares its function with siblings (``certs/ca`` and ``certs/apiserv
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import importlib
@@ -80,6 +83,10 @@ def _before(fault: dict[str, Any]) -> None:
             raise PermanentError(f"injected permanent failure: remove {fault['flag']} to fix it")
     elif kind == "barrier" and fault.get("when", "before") == "before":
         _wait_for_release(Path(fault["dir"]), phase)
+    elif kind == "hang":
+        while True:
+            with contextlib.suppress(BaseException):  # the point: even SoftTimeLimitExceeded is swallowed
+                time.sleep(1)
 
 
 def _after(fault: dict[str, Any]) -> None:

@@ -100,7 +100,8 @@ def test_errors_and_events_are_recorded_without_token_secret_or_certificate_key(
     run = store.get_run(run_id)
     assert run is not None and run.error == "node cp1 phase upload-certs: --certificate-key <redacted> rejected"
     ended = store.get_run(other)
-    assert ended is not None and ended.error == "phase upload-certs: token abcdef.<redacted>, certificate key <redacted>"
+    assert ended is not None
+    assert ended.error == "phase upload-certs: token abcdef.<redacted>, certificate key <redacted>"
     messages = [e.message for run in (run_id, other) for e in store.events(run)]
     assert "token abcdef.<redacted> refused" in messages
     assert not [m for m in messages if TOKEN in m or CERT_KEY in m]

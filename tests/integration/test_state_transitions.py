@@ -247,7 +247,7 @@ def test_a_phase_starting_clears_its_predecessors_entry_and_the_runs_end_clears_
 ) -> None:
     locked_run(store, client)
     claim(store, "preflight", "a")
-    store.complete_phase("r-1", "cp1", "preflight", owner="a", grace=LONG)
+    store.complete_phase("r-1", "cp1", "preflight", owner="a", grace=LONG, successor=("cp1", "certs/ca"))
     indexed = {m.decode() for m in client.zrange("kubeboot:leases", 0, -1)}
     assert indexed == {"r-1|cp1|preflight|"}  # the successor must start within the grace
     claim(store, "certs/ca", "b")
