@@ -10,8 +10,8 @@ sandbox's real workers), then
              and its pool children), the sandbox kubelet daemon, and the static pods it runs (etcd,
              kube-apiserver, kube-controller-manager, kube-scheduler; found by the pid files the
              sandbox kubelet keeps); mean per node, and the node's PSS (/proc/<pid>/smaps_rollup:
-             pages its forked processes share counted once). The control worker and the embedded
-             Redis serve every node: reported apart, as shared
+             pages its forked processes share counted once). The control worker, the embedded
+             Redis and the sandbox's supervisor serve every node: reported apart, as shared
   idle CPU   utime + stime (/proc/<pid>/stat) of the same processes over ``--idle-seconds`` once every
              init has ended, in cores per node
 
@@ -123,7 +123,7 @@ class Sandbox:
 
     def __enter__(self) -> Sandbox:
         try:
-            self.box = self.env.up(self.clusters, 1, None)
+            self.box = self.env.up(self.clusters, 1, 0, None)
             self._wait_workers(1 + len(self.box.nodes))
         except BaseException:
             self.env.down()
@@ -190,7 +190,8 @@ class Sandbox:
 
         redis_pid = EmbeddedRedis(self.svc.settings.state_dir).pid()
         return {"control worker": [self.box.control_pid, *children(self.box.control_pid)],
-                "embedded redis": [redis_pid] if redis_pid else []}
+                "embedded redis": [redis_pid] if redis_pid else [],
+                "sandbox supervisor": [self.box.supervisor_pid]}
 
 
 # --- the benchmark ----------------------------------------------------------------------------------
@@ -248,12 +249,12 @@ def report(results: list[Measured], available_kib: int) -> None:
         print(f"  {row:<32}" + "".join(f"{m.rss[row] / mib:>13.1f}" for m in results))
     print(f"  {'sum per node':<32}" + "".join(f"{sum(m.rss.values()) / mib:>13.1f}" for m in results))
     print(f"  {'sum per node, PSS':<32}" + "".join(f"{m.pss / mib:>13.1f}" for m in results))
-    print(f"  {'shared (control worker, redis)':<32}" + "".join(f"{m.shared_rss / mib:>13.1f}" for m in results))
+    print(f"  {'shared (ctl, redis, supervisor)':<32}" + "".join(f"{m.shared_rss / mib:>13.1f}" for m in results))
     print(f"\nidle CPU (cores per node)\n{'':<34}{cols}")
     for row in ROWS:
         print(f"  {row:<32}" + "".join(f"{m.idle[row]:>13.3f}" for m in results))
     print(f"  {'sum per node':<32}" + "".join(f"{m.idle_cores:>13.3f}" for m in results))
-    print(f"  {'shared (control worker, redis)':<32}" + "".join(f"{m.shared_idle_cores:>13.3f}" for m in results))
+    print(f"  {'shared (ctl, redis, supervisor)':<32}" + "".join(f"{m.shared_idle_cores:>13.3f}" for m in results))
 
     last = results[-1]
     cpus = os.cpu_count() or 1

@@ -151,7 +151,8 @@ class KubeletUnit(Unit):
         return int(pid or 0)
 
     def died(self) -> str | None:
-        if (self.pid() and self.proc is None) or self._driver().stopped_on_purpose():
+        driver = self._driver()
+        if (self.pid() and self.proc is None) or driver.stopped_on_purpose() or driver.starting_pid():
             return None
         if self.proc is not None:
             code = self.proc.poll()

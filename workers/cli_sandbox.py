@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -28,43 +28,83 @@ def sandbox_group() -> None:
 
 
 @sandbox_group.command("up")
-@click.option("--nodes", default=1, show_default=True, help="Nodes per cluster (the first is its control plane).")
-@click.option("--clusters", default=1, show_default=True, help="Clusters side by side.")
+@click.option("--clusters", default=1, show_default=True, help="Clusters side by side (sb1, sb2, ...).")
+@click.option("--control-planes", default=None, type=int,
+              help="Control-plane nodes per cluster (<cluster>-cp1..K); more than one puts a load balancer "
+                   "in front of them as the controlPlaneEndpoint.  [default: 1]")
+@click.option("--workers", default=None, type=int, help="Worker nodes per cluster (<cluster>-w1..W).  [default: 0]")
+@click.option("--nodes", default=None, type=int,
+              help="Shorthand for one control-plane node and N-1 workers per cluster.")
 @click.option("--kubernetes-version", default=None, help="kubernetesVersion of the clusters (default: kubeboot's).")
-def up(nodes: int, clusters: int, kubernetes_version: str | None) -> None:
-    """Start the embedded Redis, a control worker, and per node a node worker and a sandbox kubelet."""
-    if nodes < 1 or clusters < 1:
-        fail("--nodes and --clusters must be at least 1", BAD_INPUT)
+def up(clusters: int, control_planes: int | None, workers: int | None, nodes: int | None,
+       kubernetes_version: str | None) -> None:
+    """Start the embedded Redis, a control worker, per node a node worker and a sandbox kubelet, per
+    cluster with several control planes a load balancer, and a supervisor that restarts what dies."""
+    from kubeboot.sandbox.addresses import MAX_CLUSTERS, MAX_NODES
+
+    if nodes is not None and (control_planes is not None or workers is not None):
+        fail("--nodes is a shorthand for --control-planes 1 --workers N-1: give one or the other", BAD_INPUT)
+    if nodes is not None:
+        if nodes < 1:
+            fail("--nodes must be at least 1", BAD_INPUT)
+        control_planes, workers = 1, nodes - 1
+    control_planes = 1 if control_planes is None else control_planes
+    workers = 0 if workers is None else workers
+    if control_planes < 1 or workers < 0 or clusters < 1:
+        fail("--control-planes and --clusters must be at least 1, --workers at least 0", BAD_INPUT)
+    if control_planes + workers > MAX_NODES or clusters > MAX_CLUSTERS:
+        fail(f"at most {MAX_NODES} nodes per cluster and {MAX_CLUSTERS} clusters fit the sandbox's addresses",
+             BAD_INPUT)
     directory, env = _env()
     try:
-        box = env.up(clusters, nodes, kubernetes_version)
+        box = env.up(clusters, control_planes, workers, kubernetes_version)
     except RuntimeError as e:
         fail(str(e), FAILED)
     click.echo(f"[sandbox] up in {directory}")
-    click.echo(f"{'NODE':<14} {'ADDRESS':<14} {'QUEUE':<20} ROOT")
+    click.echo(f"{'NODE':<14} {'ADDRESS':<14} {'QUEUE':<20} {'ROLE':<14} ROOT")
     for n in box.nodes:
-        click.echo(f"{n.name:<14} {n.address:<14} {n.queue:<20} {n.root}")
+        click.echo(f"{n.name:<14} {n.address:<14} {n.queue:<20} {n.role:<14} {n.root}")
     for cluster, config in box.clusters.items():
+        if cluster in box.load_balancers:
+            click.echo(f"[sandbox] {cluster}: load balancer on {box.endpoints[cluster]} (controlPlaneEndpoint)")
         click.echo(f"[sandbox] bootstrap {cluster}: kubeboot submit init --config {config} --wait")
 
 
 @sandbox_group.command("status")
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
 def status(output: str) -> None:
-    """Show the sandbox's nodes, their addresses and queues, and whether their processes run."""
+    """Show the clusters (endpoint, load balancer, API servers and etcd members up) and the nodes (role,
+    address, queue, whether their worker and kubelet run, their pods)."""
     _, env = _env()
-    rows = env.status()
+    doc = env.status()
     if output == "json":
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(doc, indent=2))
         return
-    if not rows:
+    if not doc:
         click.echo("[sandbox] no sandbox is up")
         return
-    click.echo(f"{'NODE':<14} {'ADDRESS':<14} {'QUEUE':<20} {'WORKER':<8} {'KUBELET':<8} PODS")
-    for r in rows:
+    click.echo(f"[sandbox] supervisor {'up' if doc['supervisor']['up'] else 'down'} (pid {doc['supervisor']['pid']})")
+    click.echo(f"{'CLUSTER':<8} {'ENDPOINT':<20} {'LOAD BALANCER':<16} {'API SERVERS':<40} ETCD MEMBERS")
+    for c in doc["clusters"]:
+        click.echo(f"{c['name']:<8} {c['endpoint']:<20} {_balancer(c['loadBalancer']):<16} "
+                   f"{_up_list(c['apiServers'], 'node'):<40} {_up_list(c['etcdMembers'], 'name') or '-'}")
+    click.echo(f"{'NODE':<14} {'ROLE':<14} {'ADDRESS':<14} {'QUEUE':<20} {'WORKER':<8} {'KUBELET':<8} PODS")
+    for r in doc["nodes"]:
         pods = ", ".join(_pod(p) for p in r["pods"].get("pods", []))
-        click.echo(f"{r['node']:<14} {r['address']:<14} {r['queue']:<20} {'up' if r['worker'] else 'down':<8} "
-                   f"{'up' if r['kubelet'] else 'down':<8} {pods}")
+        click.echo(f"{r['node']:<14} {r['role']:<14} {r['address']:<14} {r['queue']:<20} "
+                   f"{'up' if r['worker'] else 'down':<8} {'up' if r['kubelet'] else 'down':<8} {pods}")
+
+
+def _balancer(lb: dict[str, Any] | None) -> str:
+    if lb is None:
+        return "-"
+    if not lb["up"]:
+        return "down"
+    return f"up ({sum(b['up'] for b in lb['backends'])}/{len(lb['backends'])} up)"
+
+
+def _up_list(items: list[dict[str, Any]], key: str) -> str:
+    return ", ".join(f"{i[key]} {'up' if i['up'] else 'down'}" for i in items)
 
 
 def _pod(pod: dict[str, object]) -> str:
@@ -74,7 +114,8 @@ def _pod(pod: dict[str, object]) -> str:
 
 @sandbox_group.command("down")
 def down() -> None:
-    """Stop every sandbox process (workers, kubelets and their static pods) and the embedded Redis."""
+    """Stop the supervisor, then every sandbox process (workers, load balancers, kubelets and their static
+    pods), and the embedded Redis."""
     from kubeboot.config.settings import Settings
     from kubeboot.workers.redis_server import EmbeddedRedis
 

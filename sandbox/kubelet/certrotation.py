@@ -48,7 +48,7 @@ log = logging.getLogger("kubeboot.sandbox.kubelet")
 KUBELET_CONF = f"{c.KUBERNETES_DIR}/{c.KUBELET_CONF}"
 WAIT_SECONDS = 1.0  # for kubelet.conf to appear
 CERTIFICATE_WAIT = 15 * 60.0  # client-go's certificateWaitTimeout for one CSR
-RETRY_FIRST, RETRY_MAX = 2.0, 128.0  # backoff between failed rotations
+RETRY_FIRST, RETRY_MAX = 2.0, 32.0  # client-go: 2, 4, 8, 16 s, then every 32 s
 
 
 def rotation_deadline(pair: certstore.Pair, rand: Callable[[], float] = random.random) -> datetime:

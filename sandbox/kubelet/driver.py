@@ -75,9 +75,19 @@ class SandboxKubelet:
         return self.layout.stopped_file.exists()
 
     def launch(self) -> subprocess.Popen[bytes] | None:
-        """Start the daemon unless it runs, without waiting for it to be healthy; the process started."""
+        """Start the daemon unless it runs, without waiting for it to be healthy; the process started.
+        Its pid goes to ``kubelet.starting`` before the stop mark goes: a supervisor looking meanwhile
+        sees a kubelet starting, never one that died."""
+        proc = self._spawn() if self.daemon_pid() is None else None
+        if proc is not None:
+            process.write_pid(self.layout.starting_file, proc.pid)
         self.layout.stopped_file.unlink(missing_ok=True)
-        return self._spawn() if self.daemon_pid() is None else None
+        return proc
+
+    def starting_pid(self) -> int | None:
+        """The daemon launched last, while it lives (it may not have written its pid file yet)."""
+        pid = process.read_pid(self.layout.starting_file)
+        return pid if pid is not None and process.alive(pid) else None
 
     def start(self, out: Callable[[str], None]) -> None:
         self.launch()

@@ -4,7 +4,7 @@ Reads: ``<root>/var/lib/kubelet/config.yaml`` (kubeadm's kubelet-start writes it
 
 Files of the sandbox kubelet, all under the node root:
 - ``/var/lib/kubeboot-sandbox/kubelet.pid``, ``kubelet.log``, ``kubelet.lock`` (held while a daemon runs),
-  ``kubelet.stopped`` (while it is stopped on purpose);
+  ``kubelet.stopped`` (while it is stopped on purpose), ``kubelet.starting`` (the pid launched last);
 - ``/var/lib/kubeboot-sandbox/pods/<pod>/pid`` and ``state.json`` (argv, process start time, restarts):
   how a restarted daemon adopts its running pods and how ``sandbox down`` finds every one of them;
 - ``/var/lib/kubeboot-sandbox/pods.json``: status of every pod for ``kubeboot sandbox status``;
@@ -54,6 +54,11 @@ class Layout:
     def stopped_file(self) -> Path:
         """Present while the kubelet is stopped on purpose (not to be restarted by the supervisor)."""
         return self.sandbox_dir / "kubelet.stopped"
+
+    @property
+    def starting_file(self) -> Path:
+        """The pid of the daemon launched last (written before its own pid file exists)."""
+        return self.sandbox_dir / "kubelet.starting"
 
     @property
     def log_file(self) -> Path:

@@ -1,7 +1,8 @@
 """`kubeboot sandbox up --nodes 2 --clusters 2`, `sandbox status`, `sandbox down` (issue 4): node names,
 loopback addresses and queues printed and shown, and nothing left running afterwards — neither a process
-``sandbox.json`` records, nor a kubelet or static pod the node roots' pid files name, nor any other
-process started with the sandbox's state dir."""
+``sandbox.json`` or the supervisor records, nor a kubelet or static pod the node roots' pid files name,
+nor any other process started with the sandbox's state dir. ``--nodes N`` is one control plane and N-1
+workers (``<cluster>-w<k>``)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ pytestmark = pytest.mark.integration
 # (node, cluster, node number, queue, role)
 NODES = [
     ("sb1-cp1", 0, 1, "node.sb1-cp1", "control-plane"),
-    ("sb1-n2", 0, 2, "node.sb1-n2", "worker"),
+    ("sb1-w1", 0, 2, "node.sb1-w1", "worker"),
     ("sb2-cp1", 1, 1, "node.sb2-cp1", "control-plane"),
-    ("sb2-n2", 1, 2, "node.sb2-n2", "worker"),
+    ("sb2-w1", 1, 2, "node.sb2-w1", "worker"),
 ]
 
 
@@ -71,12 +72,16 @@ def test_sandbox_up_status_and_down_for_two_clusters_of_two_nodes_leave_no_proce
         assert f"kubeboot submit init --config {sandbox.sandbox_dir / cluster / 'kubeadm.yaml'}" in up.stdout
 
     assert [(n["name"], n["address"], n["queue"], n["role"]) for n in record["nodes"]] == nodes
-    rows = json.loads(sandbox.cli("sandbox", "status", "-o", "json").stdout)
+    doc = json.loads(sandbox.cli("sandbox", "status", "-o", "json").stdout)
+    rows = doc["nodes"]
     assert [(r["node"], r["address"], r["queue"], r["role"], r["worker"], r["kubelet"]) for r in rows] == [
         (*n, True, True) for n in nodes]
+    # One control plane each: no load balancer, the endpoint is the node's own address.
+    assert [(c["name"], c["endpoint"], c["loadBalancer"]) for c in doc["clusters"]] == [
+        ("sb1", f"127.77.{indices[0]}.1:6443", None), ("sb2", f"127.77.{indices[1]}.1:6443", None)]
     text = sandbox.cli("sandbox", "status").stdout.splitlines()
-    for name, address, queue, _role in nodes:
-        assert [name, address, queue, "up", "up"] in [line.split()[:5] for line in text]
+    for name, address, queue, role in nodes:
+        assert [name, role, address, queue, "up", "up"] in [line.split()[:6] for line in text]
 
     sandbox.init()  # cluster sb1: its first node gets static pods (real etcd, emulated control plane)
     pid_files = _pid_files(sandbox.sandbox_dir)
@@ -84,7 +89,9 @@ def test_sandbox_up_status_and_down_for_two_clusters_of_two_nodes_leave_no_proce
         f"sb1/sb1-cp1/var/lib/kubeboot-sandbox/pods/{c}-sb1-cp1/pid"
         for c in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")}
     assert len([k for k in pid_files if k.endswith("kubelet.pid")]) == len(nodes)
-    recorded = [record["control_pid"], *(n["worker_pid"] for n in record["nodes"]), *pid_files.values()]
+    supervised = json.loads((sandbox.sandbox_dir / "supervise-state.json").read_text())
+    recorded = [record["control_pid"], *(n["worker_pid"] for n in record["nodes"]), *pid_files.values(),
+                record["supervisor_pid"], *(u["pid"] for u in supervised["units"].values())]
     with_env = _started_with(sandbox.state_dir)
     assert set(recorded) < with_env  # the scan sees them all, and more (pool children, the embedded Redis)
     started = {pid: _start_ticks(pid) for pid in {*recorded, *with_env}}
@@ -96,8 +103,9 @@ def test_sandbox_up_status_and_down_for_two_clusters_of_two_nodes_leave_no_proce
     left = {pid for pid, ticks in started.items() if ticks and _start_ticks(pid) == ticks}
     assert left == set()
     assert _started_with(sandbox.state_dir) == set()
-    rows = json.loads(sandbox.cli("sandbox", "status", "-o", "json").stdout)
-    assert {(r["worker"], r["kubelet"]) for r in rows} == {(False, False)}
+    doc = json.loads(sandbox.cli("sandbox", "status", "-o", "json").stdout)
+    assert {(r["worker"], r["kubelet"]) for r in doc["nodes"]} == {(False, False)}
+    assert doc["supervisor"]["up"] is False
     for index in indices:  # the address blocks are free again
         reservation = Path(RESERVATIONS_DIR) / f"127.77.{index}"
         assert not reservation.exists() or reservation.read_text().strip() != str(sandbox.sandbox_dir)
