@@ -97,7 +97,12 @@ def joined(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[Joine
     box = e2e.SandboxCluster(tmp_path_factory.mktemp("e2e-join"))
     try:
         box.up("--control-planes", "1", "--workers", "3")
-        result, _ = box.init("--upload-certs")
+        # Initialised without a controlPlaneEndpoint: workers need none, a control-plane join is refused.
+        docs = list(yaml.safe_load_all(box.config_path().read_text()))
+        docs[1].pop("controlPlaneEndpoint")
+        no_cpe = box.dir / "kubeadm-no-cpe.yaml"
+        no_cpe.write_text(yaml.safe_dump_all(docs))
+        result, _ = box.init("--upload-certs", config=no_cpe)
         c = Joined(box, e2e.JoinCommand.parse(result.stdout), f"{box.address(CP)}:6443", box.api())
         _run(c, "w1", *_flags(c, W1), "--wait")
         # What a user gets wrong, on the node that joins last: each fails, each leaves nothing.
@@ -113,6 +118,12 @@ def joined(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[Joine
         doc["discovery"]["bootstrapToken"]["apiServerEndpoint"] = f"{box.address(CP).rsplit('.', 1)[0]}.250:6443"
         silent.write_text(yaml.safe_dump(doc))
         _run(c, "no-answer", "submit", "join", "--config", str(silent), "--wait")
+        _run(c, "no-endpoint", *_flags(c, W2, "--control-plane", "--certificate-key", c.join.certificate_key,
+                                        "--apiserver-advertise-address", box.address(W2)), "--wait")
+        c.results["local-preflight"] = box.cli(
+            "join", "phase", "preflight", c.endpoint, "--token", c.join.token, "--discovery-token-ca-cert-hash",
+            c.join.ca_hash, "--node-name", "local-node", "--ignore-preflight-errors", "all",
+            "--root", str(box.dir / "local-root"))
         namesake = client.CoreV1Api(c.api).create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": W2}})
         client.CoreV1Api(c.api).patch_node_status(W2, {"status": {"conditions": [
             {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "another machine"}]}})
@@ -252,6 +263,8 @@ FAILURES = [
     ("wrong-hash", 'cluster CA found in cluster-info ConfigMap is invalid: none of the public keys "sha256:'),
     ("unknown-token", 'could not find a JWS signature in the cluster-info ConfigMap for token ID "zzzzzz"'),
     ("no-answer", "failed to request the cluster-info ConfigMap: Get "),
+    ("no-endpoint", "unable to add a new control plane instance to a cluster that doesn't have a stable "
+                    "controlPlaneEndpoint address"),
     ("namesake", f'a Node with name "{W2}" and status "Ready" already exists in the cluster. You must delete the '
                  "existing Node or change the name of this new joining Node"),
 ]
@@ -269,6 +282,15 @@ def test_a_failed_join_exits_1_with_kubeadms_reason(joined: Joined, name: str, m
 
 def test_failed_joins_left_no_file_on_the_node(joined: Joined) -> None:
     assert joined.files_after_failures == []
+
+
+def test_join_phase_preflight_runs_in_process_against_the_cluster(joined: Joined) -> None:
+    result = joined.results["local-preflight"]
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[preflight] Running pre-flight checks\n")
+    assert '[preflight] Reading configuration from the "kubeadm-config" ConfigMap in namespace "kube-system"...' in (
+        result.stdout)
+    assert not (joined.box.dir / "local-root" / "etc").exists()  # preflight writes nothing
 
 
 def test_a_bad_flag_is_one_line_and_exit_2_before_any_run(joined: Joined) -> None:
