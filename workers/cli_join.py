@@ -23,8 +23,11 @@ if TYPE_CHECKING:
     from kubeboot.config.join import JoinConfig
 
 V4 = "kubeadm.k8s.io/v1beta4"
-# Flags that may stand beside --config (kubeadm's isAllowedFlag, those kubeboot has).
-_WITH_CONFIG = {"node_name", "ignore_preflight_errors", "skip_phases"}
+# Join flags that may not stand beside --config (kubeadm's isAllowedFlag allows --node-name,
+# --ignore-preflight-errors, --skip-phases and the flags that are no part of the JoinConfiguration).
+_NOT_WITH_CONFIG = {"endpoint", "token", "discovery_token", "tls_bootstrap_token", "ca_hashes", "unsafe_skip",
+                    "discovery_file", "control_plane", "certificate_key", "apiserver_advertise_address",
+                    "apiserver_bind_port", "cri_socket"}
 
 
 def _join_options(fn: Any) -> Any:
@@ -88,8 +91,7 @@ def load_join(p: dict[str, Any]) -> JoinConfig:
 
     try:
         if p.get("config_file"):
-            mixed = sorted(k.replace("_", "-") for k, v in p.items()
-                           if v and k not in _WITH_CONFIG | {"config_file", "output", "wait", "timeout", "cluster"})
+            mixed = sorted(k.replace("_", "-") for k, v in p.items() if v and k in _NOT_WITH_CONFIG)
             if mixed:
                 fail(f"can not mix '--config' with arguments {mixed}", BAD_INPUT)
             join = load_join_config(p["config_file"])
