@@ -17,8 +17,11 @@ class ApiError(Exception):
         super().__init__(message)
         self.code, self.reason, self.message, self.details = code, reason, message, details
 
+    continue_token = ""  # a 410 for an expired continue token may offer one that goes on at the latest
+
     def status(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        meta = {"continue": self.continue_token} if self.continue_token else {}
+        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": meta, "status": "Failure",
                                 "message": self.message, "reason": self.reason}
         if self.details is not None:
             body["details"] = self.details
@@ -143,3 +146,32 @@ def forbidden(resource: str, name: str, message: str) -> ApiError:
 def forbidden_path(verb: str, user: str, path: str, reason: str) -> ApiError:
     text = f'forbidden: User "{user}" cannot {verb} path "{path}"'
     return ApiError(403, "Forbidden", f"{text}: {reason}" if reason else text, {})
+
+
+def expired(message: str, continue_token: str = "") -> ApiError:
+    """NewResourceExpired: 410 Gone, reason Expired (a compacted revision, an expired continue token)."""
+    err = ApiError(410, "Expired", message)
+    err.continue_token = continue_token
+    return err
+
+
+def expired_continue(token: str) -> ApiError:
+    """A continue token whose revision etcd compacted: the Status carries a token that goes on at the
+    latest revision instead (etcd3's handleCompactedErrorForPaging)."""
+    return expired("The provided continue parameter is too old to display a consistent list result. You can start "
+                   "a new list without the continue parameter, or use the continue token in this response to "
+                   "retrieve the remainder of the results. Continuing with the provided token results in an "
+                   "inconsistent list - objects that were created, modified, or deleted between the time the first "
+                   "chunk was returned and now may show up in the list.", token)
+
+
+def too_large_resource_version(asked: int, current: int) -> ApiError:
+    """storage.NewTooLargeResourceVersionError: a read at a revision etcd has not reached yet."""
+    return ApiError(504, "Timeout", f"Timeout: Too large resource version: {asked}, current: {current}",
+                    {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                     "retryAfterSeconds": 1})
+
+
+def internal(message: str) -> ApiError:
+    return ApiError(500, "InternalError", f"Internal error occurred: {message}",
+                    {"causes": [{"message": message}]})

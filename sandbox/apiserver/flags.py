@@ -34,6 +34,10 @@ class ApiServerFlags:
     service_cluster_ip_range: str = DEFAULT_SERVICE_RANGE
     authorization_modes: list[str] = field(default_factory=lambda: ["AlwaysAllow"])
     etcd_servers: list[str] = field(default_factory=list)
+    etcd_prefix: str = "/registry"
+    etcd_cafile: str = ""
+    etcd_certfile: str = ""
+    etcd_keyfile: str = ""
     extra: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -84,7 +88,8 @@ def parse(argv: list[str]) -> ApiServerFlags:
             except ValueError:
                 raise FlagError(f'invalid argument "{value}" for "--secure-port" flag') from None
         elif name in ("tls-cert-file", "tls-private-key-file", "client-ca-file",
-                      "service-account-signing-key-file", "service-cluster-ip-range"):
+                      "service-account-signing-key-file", "service-cluster-ip-range", "etcd-prefix",
+                      "etcd-cafile", "etcd-certfile", "etcd-keyfile"):
             setattr(f, name.replace("-", "_"), value)
         elif name in ("enable-bootstrap-token-auth", "anonymous-auth"):
             setattr(f, name.replace("-", "_"), _bool(name, value))
@@ -110,3 +115,7 @@ def _check(f: ApiServerFlags) -> None:
         raise FlagError(str(e)) from None
     if bool(f.tls_cert_file) != bool(f.tls_private_key_file):
         raise FlagError("--tls-cert-file and --tls-private-key-file must be given together")
+    if not f.etcd_servers:
+        raise FlagError("--etcd-servers must be specified")  # kube-apiserver's own check
+    if not f.etcd_prefix.startswith("/"):
+        f.etcd_prefix = "/" + f.etcd_prefix

@@ -2,7 +2,9 @@
 
 Reads: other stored objects through the store (services, for clusterIP allocation), the requesting user
 (CSRs record who asked). Writes nothing itself: hooks change the object about to be stored, in place,
-or raise ``ApiError``. The registry calls them under the store lock, so allocation is race-free.
+or raise ``ApiError``. The registry calls the ``ALLOCATING`` ones under the store lock, so allocation is
+race-free within one API server (two API servers of a cluster could pick the same cluster IP at the same
+instant; the real allocator's etcd-backed bitmap is not emulated).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from kubeboot.sandbox.apiserver.types import UserInfo
 Obj = dict[str, Any]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 CSR = "certificates.k8s.io/certificatesigningrequests"
+ALLOCATING = frozenset({"/services"})  # hooks that pick a free value among the stored objects
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 

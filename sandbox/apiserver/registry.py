@@ -8,13 +8,15 @@ registry trusts the ``UserInfo`` it is given, and uses the authorizer only to an
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 from typing import Any
 
 from kubeboot.sandbox.apiserver import errors, kinds, selectors
 from kubeboot.sandbox.apiserver.kinds import HookContext, Network
 from kubeboot.sandbox.apiserver.resources import ResourceType
-from kubeboot.sandbox.apiserver.store import Store
+from kubeboot.sandbox.apiserver.store import ListOptions, Match, Store
 from kubeboot.sandbox.apiserver.types import Authorizer, RequestAttributes, UserInfo
 from kubeboot.tasks import patches, smp
 
@@ -41,19 +43,20 @@ class Registry:
             raise errors.not_found(rt.key, name)
         return obj
 
-    def list(self, rt: ResourceType, ns: str | None, label_selector: str = "", field_selector: str = "") -> Obj:
-        match_labels = selectors.label_selector(label_selector) if label_selector else None
-        match_fields = selectors.field_selector(rt.key, field_selector) if field_selector else None
-        rv = self.store.resource_version()
-        items = []
-        for obj in self.store.list(rt.key, ns):
-            if (match_labels and not match_labels(obj)) or (match_fields and not match_fields(obj)):
-                continue
+    def list(self, rt: ResourceType, ns: str | None, label_selector: str = "", field_selector: str = "",
+             **paging: Any) -> Obj:
+        """A list, one page of it with ``limit``/``continue_token``/``resource_version`` (store.ListOptions)."""
+        page = self.store.list_page(rt.key, ns, ListOptions(match=match(rt, label_selector, field_selector),
+                                                            **paging))
+        for obj in page.items:
             obj.pop("kind", None)  # list items carry no kind/apiVersion, as the real server sends them
             obj.pop("apiVersion", None)
-            items.append(obj)
-        return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": {"resourceVersion": rv},
-                "items": items}
+        meta: Obj = {"resourceVersion": str(page.revision)}
+        if page.continue_token:
+            meta["continue"] = page.continue_token
+        if page.remaining is not None:
+            meta["remainingItemCount"] = page.remaining
+        return {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": meta, "items": page.items}
 
     @staticmethod
     def _body(rt: ResourceType, ns: str, name: str, body: Any) -> Obj:
@@ -87,7 +90,8 @@ class Registry:
         obj = self._body(rt, ns, "", body)
         if not rt.stored:
             return self.review(rt, obj, user)
-        with self.store.lock:
+        # Only allocating hooks (service cluster IPs) need the lock: a free IP is chosen and taken at once.
+        with self.store.lock if rt.key in kinds.ALLOCATING else contextlib.nullcontext():
             kinds.on_create(rt, obj, self._hooks(user))
             return self.store.create(rt.key, obj, dry_run=dry_run)
 
@@ -101,10 +105,11 @@ class Registry:
         self._check_sub(rt, sub)
         if not rt.unconditional_update:
             _require_resource_version(rt, name, body)
-        with self.store.lock:
-            old = self.get(rt, ns, name)
-            obj = self._prepare_update(rt, ns, name, sub, body, old)
-            return self.store.update(rt.key, obj, dry_run=dry_run)
+
+        def change(current: Obj) -> Obj:  # called again on a lost race, so on a fresh copy of the body
+            return self._prepare_update(rt, ns, name, sub, copy.deepcopy(body), current)
+
+        return self.store.guaranteed_update(rt.key, ns, name, change, dry_run=dry_run)
 
     def patch(self, rt: ResourceType, ns: str, name: str, content_type: str, raw: bytes, *, sub: str = "",
               dry_run: bool = False) -> Obj:
@@ -161,6 +166,15 @@ class Registry:
         allowed, reason = self.authorizer.authorize(attrs)
         obj["status"] = {"allowed": allowed, **({"reason": reason} if reason else {})}
         return obj
+
+
+def match(rt: ResourceType, label_selector: str, field_selector: str) -> Match | None:
+    """Both selectors as one predicate; None when there is none (400 for one that does not parse)."""
+    labels = selectors.label_selector(label_selector) if label_selector else None
+    fields = selectors.field_selector(rt.key, field_selector) if field_selector else None
+    if labels and fields:
+        return lambda o: labels(o) and fields(o)
+    return labels or fields
 
 
 def _require_resource_version(rt: ResourceType, name: str, body: Any) -> None:

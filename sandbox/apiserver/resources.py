@@ -15,7 +15,7 @@ from typing import Any
 from kubeboot.tasks import smp
 from kubeboot.tasks.smp import MergeList
 
-CRUD = ("create", "delete", "get", "list", "patch", "update")
+CRUD = ("create", "delete", "get", "list", "patch", "update", "watch")
 SUB_VERBS = ("get", "patch", "update")
 
 META: dict[str, Any] = {"metadata": {"finalizers": MergeList(""), "ownerReferences": MergeList("uid")}}

@@ -33,8 +33,10 @@ class Route:
     sub: str
 
     def verb(self, method: str, watch: bool) -> str:
+        if method == "GET" and watch:
+            return "watch"  # of a collection, or of one object (a field selector on its name)
         if method == "GET" and not self.name:
-            return "watch" if watch else "list"
+            return "list"
         if method == "DELETE" and not self.name:
             return "deletecollection"
         return VERBS.get(method, method.lower())
@@ -65,17 +67,23 @@ def parse(path: str) -> Route:
     return Route(rt, namespace, name, sub)
 
 
-def health(path: str, verbose: bool) -> tuple[int, str] | None:
-    """(status, text) for a health path, None when the path is not one."""
+def health(path: str, verbose: bool, failing: dict[str, str] | None = None) -> tuple[int, str] | None:
+    """(status, text) for a health path, None when the path is not one. ``failing`` names the checks that
+    fail now, with why (k8s.io/apiserver/pkg/server/healthz: the reason is withheld from the listing)."""
     endpoint, _, check = path.strip("/").partition("/")
     checks = HEALTH_CHECKS.get(endpoint)
     if checks is None:
         return None
+    failing = failing or {}
     if check:
-        return (200, "ok") if check in checks else (404, "404 page not found\n")
-    if not verbose:
+        if check not in checks:
+            return 404, "404 page not found\n"
+        return (500, f"internal server error: {failing[check]}\n") if check in failing else (200, "ok")
+    if not failing and not verbose:
         return 200, "ok"
-    lines = [f"[+]{c} ok" for c in checks]
+    lines = [f"[-]{c} failed: reason withheld" if c in failing else f"[+]{c} ok" for c in checks]
+    if failing:
+        return 500, "\n".join([*lines, f"{endpoint} check failed"])
     return 200, "\n".join([*lines, f"{endpoint} check passed", ""])
 
 

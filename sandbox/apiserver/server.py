@@ -1,7 +1,10 @@
-"""The emulated kube-apiserver's HTTPS server: TLS, authentication, authorization, routing, access log.
+"""The emulated kube-apiserver's HTTPS server: TLS, authentication, authorization, routing, watch, access log.
 
-Reads: the flags (``flags.ApiServerFlags``), the objects of ``store.Store``. Writes: objects through the
-registry, one access-log line per request on stderr (``HTTP verb=... URI=... user=... resp=...``).
+Reads: the flags (``flags.ApiServerFlags``), the objects of ``store.Store`` (requests) and of
+``mirror.Mirror`` (authentication and authorization, as the real server reads them through informers).
+Writes: objects through the registry, one access-log line per request on stderr
+(``HTTP verb=... URI=... user=... resp=...``; a watch logs when it ends). An etcd that does not answer is
+a 500 InternalError, and fails the ``etcd`` check of /livez, /readyz and /healthz.
 TLS uses --tls-cert-file/--tls-private-key-file; a client certificate is optional and, when sent, must
 chain to --client-ca-file (a foreign one fails the handshake). Each connection is handled on its own
 thread, TLS handshake included, so a slow client never blocks the accept loop.
@@ -10,6 +13,7 @@ thread, TLS handshake included, so a slow client never blocks the accept loop.
 from __future__ import annotations
 
 import json
+import select
 import socket
 import ssl
 import sys
@@ -17,9 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from kubeboot.sandbox.apiserver import errors, routes
+from kubeboot.sandbox.apiserver import errors, etcd, registry, routes, watch
 from kubeboot.sandbox.apiserver.authn import Authenticator, AuthError
 from kubeboot.sandbox.apiserver.flags import ApiServerFlags, FlagError
+from kubeboot.sandbox.apiserver.mirror import Mirror
 from kubeboot.sandbox.apiserver.registry import Registry
 from kubeboot.sandbox.apiserver.resources import BY_KEY
 from kubeboot.sandbox.apiserver.store import Store
@@ -28,6 +33,7 @@ from kubeboot.tasks.redaction import redact
 
 MASTERS = "system:masters"
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+TRUE = ("1", "t", "T", "true", "True", "TRUE")  # strconv.ParseBool
 
 
 class _MastersOnly:
@@ -71,10 +77,10 @@ class ApiServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, flags: ApiServerFlags, store: Store) -> None:
-        self.flags, self.store = flags, store
-        self.authorizer = build_authorizer(flags.authorization_modes, store)
-        self.authenticator = Authenticator(flags, store)
+    def __init__(self, flags: ApiServerFlags, store: Store, mirror: Mirror) -> None:
+        self.flags, self.store, self.mirror = flags, store, mirror
+        self.authorizer = build_authorizer(flags.authorization_modes, mirror)
+        self.authenticator = Authenticator(flags, mirror)
         self.registry = Registry(store, flags.service_network, self.authorizer)
         self.tls = ssl_context(flags)
         self.address = f"{flags.advertise_address}:{flags.secure_port}"
@@ -90,7 +96,22 @@ class ApiServer(ThreadingHTTPServer):
         svc = {"metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
                "spec": {"clusterIP": first, "ports": [{"name": "https", "port": 443, "protocol": "TCP",
                                                        "targetPort": self.flags.secure_port}]}}
-        self.registry.create(BY_KEY["/services"], "default", svc, UserInfo("system:apiserver", (MASTERS,)))
+        try:
+            self.registry.create(BY_KEY["/services"], "default", svc, UserInfo("system:apiserver", (MASTERS,)))
+        except errors.ApiError as e:
+            if e.code != 409:  # another API server of the cluster made it first
+                raise
+
+    def failing_checks(self) -> dict[str, str]:
+        """Health checks failing now: etcd (a read, as the real etcd check does), the informer cache."""
+        failing: dict[str, str] = {}
+        try:
+            self.store.etcd.range(self.flags.etcd_prefix.rstrip("/") + "/health", count_only=True)
+        except etcd.EtcdError as e:
+            failing["etcd"] = failing["etcd-readiness"] = str(e)
+        if not self.mirror.synced.is_set():
+            failing["informer-sync"] = "informers not synced"
+        return failing
 
     def get_request(self) -> tuple[Any, Any]:
         sock, addr = self.socket.accept()
@@ -171,6 +192,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._non_resource(method, url.path, query)
         except errors.ApiError as e:
             self._json(e.code, e.status())
+        except etcd.EtcdError as e:
+            log(f"etcd request failed: {e}")
+            self._json(500, errors.internal(str(e)).status())
 
     def _authenticate(self) -> UserInfo:
         try:
@@ -187,7 +211,7 @@ class Handler(BaseHTTPRequestHandler):
             raise errors.forbidden_path(attrs.verb, self.user.name, path, reason)
         if method != "GET":
             raise errors.method_not_allowed()
-        checked = routes.health(path, "verbose" in query)
+        checked = routes.health(path, "verbose" in query, self.server.failing_checks())
         if checked is not None:
             self._send(checked[0], checked[1].encode(), "text/plain; charset=utf-8")
             return
@@ -196,7 +220,7 @@ class Handler(BaseHTTPRequestHandler):
     def _resource(self, method: str, path: str, query: dict[str, str], raw: bytes) -> None:
         route = routes.parse(path)
         rt, ns, name, sub = route.rt, route.namespace, route.name, route.sub
-        verb = route.verb(method, query.get("watch", "") in ("1", "t", "T", "true", "True", "TRUE"))  # ParseBool
+        verb = route.verb(method, query.get("watch", "") in TRUE)
         attrs = RequestAttributes(self.user, verb, ns, rt.group, rt.version, rt.plural, sub, name, path,
                                   field_selector=query.get("fieldSelector", ""))
         allowed, reason = self.server.authorizer.authorize(attrs)
@@ -213,7 +237,11 @@ class Handler(BaseHTTPRequestHandler):
         if verb == "get":
             self._json(200, reg.get(rt, ns, name, sub))
         elif verb == "list":
-            self._json(200, reg.list(rt, ns or None, query.get("labelSelector", ""), query.get("fieldSelector", "")))
+            self._json(200, reg.list(rt, ns or None, query.get("labelSelector", ""), query.get("fieldSelector", ""),
+                                     limit=_int("limit", query.get("limit", "")),
+                                     continue_token=query.get("continue", ""),
+                                     resource_version=query.get("resourceVersion", ""),
+                                     resource_version_match=query.get("resourceVersionMatch", "")))
         elif verb == "create":
             self._json(201, reg.create(rt, ns, _decode(rt.kind, raw), self.user, sub=sub, dry_run=dry_run))
         elif verb == "update":
@@ -225,11 +253,65 @@ class Handler(BaseHTTPRequestHandler):
             options = _decode("DeleteOptions", raw) if raw.strip() else {}
             dry_run = dry_run or "All" in (options.get("dryRun") or [])
             self._json(200, reg.delete(rt, ns, name, options, dry_run=dry_run))
-        elif verb == "watch":
-            raise errors.method_not_allowed(rt.key, name, "watch is not supported by the sandbox's emulated "
-                                                          "kube-apiserver: list and poll instead")
+        elif verb == "watch" and not sub:
+            self._watch(route, query)
         else:
             raise errors.method_not_allowed(rt.key, name)
+
+    # --- watch ------------------------------------------------------------------------------------------
+
+    def _watch(self, route: routes.Route, query: dict[str, str]) -> None:
+        rt = route.rt
+        fields = query.get("fieldSelector", "")
+        if route.name:  # the deprecated watch of one object: a watch of its name
+            fields = ",".join(filter(None, [fields, f"metadata.name={route.name}"]))
+        timeout = query.get("timeoutSeconds", "")
+        opts = watch.WatchOptions(resource_version=query.get("resourceVersion", ""),
+                                  allow_bookmarks=query.get("allowWatchBookmarks", "") in TRUE,
+                                  match=registry.match(rt, query.get("labelSelector", ""), fields),
+                                  timeout=float(_int("timeoutSeconds", timeout)) if timeout else None)
+        events = watch.stream(self.server.store, rt, route.namespace or None, opts)
+        try:
+            item = next(events, StopIteration)  # a bad parameter is still an ordinary error response
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Cache-Control", "no-cache, private")
+            self.end_headers()
+            while item is not StopIteration:
+                if item is None:
+                    if self._client_gone():
+                        self.close_connection = True
+                        return
+                else:
+                    self._chunk(json.dumps(item, separators=(",", ":")).encode() + b"\n")
+                item = next(events, StopIteration)
+            self._chunk(b"")
+        except OSError:
+            self.close_connection = True  # the client went away mid-stream
+        finally:
+            events.close()
+            log(f'HTTP verb="WATCH" URI="{self.path}" user="{self.user.name}" resp=200 '
+                f'srcIP="{self.client_address[0]}:{self.client_address[1]}"')
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _client_gone(self) -> bool:
+        """A watch's client sends nothing more; readable means it closed (or broke) the connection."""
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        return bool(readable)
+
+
+def _int(name: str, value: str) -> int:
+    if not value:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        raise errors.bad_request(f'strconv.ParseInt: parsing "{value}": invalid syntax (query parameter {name})') \
+            from None
 
 
 def _decode(kind: str, raw: bytes) -> Any:

@@ -1,112 +1,200 @@
-"""The emulated API server's object store: one sqlite3 database, objects as JSON, one resourceVersion counter.
+"""The emulated API server's object store: kube-apiserver's own layout in the cluster's etcd.
 
-Reads/writes: ``$KUBEBOOT_SANDBOX_DIR/apiserver/store.sqlite3`` (WAL mode), or memory when no path is given.
-Schema: ``objects(resource, namespace, name, body)`` keyed by the first three — ``resource`` is
-``"<group>/<plural>"`` ("" group for core, e.g. ``/configmaps``), ``namespace`` is "" for cluster-scoped
-objects, ``body`` the object's JSON as last written; ``meta(key, value)`` holds ``rv``, the global
-resourceVersion counter (etcd's revision: every write takes the next value, stored as a string in
-``metadata.resourceVersion``).
+Reads/writes: keys under ``--etcd-prefix`` (default ``/registry``) laid out as ``keys`` says
+(``/registry/configmaps/<ns>/<name>``, ``/registry/minions/<name>`` ...). A value is the object's JSON with
+``apiVersion`` and ``kind`` (the storage version: v1 of every group served here, as kube-apiserver writes
+with ``--storage-media-type=application/json``) and without ``metadata.resourceVersion``: a read sets it
+from the key's mod_revision, as the real server's versioner does. So resourceVersion IS the etcd revision,
+and several API servers on one etcd agree on it.
 
-What the store owns, as the real registry does: uid, creationTimestamp, resourceVersion, generation (for
-the kinds in ``GENERATION``, bumped when ``spec`` changes), generateName, name validation, existence of
-the namespace, AlreadyExists / Conflict / NotFound. Kind-specific defaulting lives in ``resources``.
-Every operation holds one re-entrant lock, so a read-modify-write (``patch``) is atomic across the
-server's request threads.
+What the store owns, as genericregistry.Store over etcd3.store does: uid, creationTimestamp, generation
+(1 on create and bumped when ``spec`` changes, for the kinds in ``GENERATION``), generateName, name
+validation, existence of the namespace, and every write as one etcd transaction: create compares
+create_revision == 0 (else 409 AlreadyExists); update, patch and delete compare the mod_revision they
+read, re-read and re-apply on a lost race (GuaranteedUpdate), and answer 409 Conflict when the caller's
+resourceVersion or uid precondition is not the stored one. An update that changes no stored byte writes
+nothing and keeps the resourceVersion. Kind-specific defaulting lives in ``kinds``; ``lock`` serializes
+this process's allocating hooks (service cluster IPs), etcd serializes the writes themselves.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import random
-import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from kubeboot.sandbox.apiserver import errors, names
+from kubeboot.sandbox.apiserver import errors, etcd, keys, names
 
 NAMESPACES = "/namespaces"
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-GENERATION = frozenset({"apps/deployments", "apps/daemonsets"})
+GENERATION = frozenset({"apps/deployments", "apps/daemonsets", "/pods"})
 _SUFFIX_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's utilrand alphabet for generateName
+MAX_LIMIT = 10000  # etcd3.store's cap when a selector makes it fetch more pages to fill one
+UPDATE_ATTEMPTS = 100  # GuaranteedUpdate retries lost races without bound; this only stops a livelock
 
 Obj = dict[str, Any]
+Match = Callable[[Obj], bool]
 
 
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(frozen=True)
+class ListOptions:
+    limit: int = 0
+    continue_token: str = ""
+    resource_version: str = ""
+    resource_version_match: str = ""  # "", "Exact" or "NotOlderThan"
+    match: Match | None = None  # label/field selectors
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Obj]
+    revision: int
+    continue_token: str = ""
+    remaining: int | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    obj: Obj
+    revision: int
+    raw: bytes
+
+
+def encode(obj: Obj) -> bytes:
+    """The stored bytes: the object without what the versioner keeps out of etcd."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("resourceVersion", "selfLink")}
+    return json.dumps({**obj, "metadata": meta}, separators=(",", ":")).encode()
+
+
+def decode(kv: etcd.KV) -> Obj:
+    obj: Obj = json.loads(kv.value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+def parse_rv(value: str) -> int:
+    try:
+        rv = int(value)
+    except ValueError:
+        raise errors.bad_request(f'invalid resource version: strconv.ParseUint: parsing "{value}": invalid syntax') \
+            from None
+    if rv < 0:
+        raise errors.bad_request(f'invalid resource version: strconv.ParseUint: parsing "{value}": invalid syntax')
+    return rv
+
+
 class Store:
-    def __init__(self, path: Path | None = None) -> None:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path) if path else ":memory:", check_same_thread=False,
-                                   isolation_level=None)
+    def __init__(self, client: etcd.Etcd, prefix: str = keys.DEFAULT_PREFIX) -> None:
+        self.etcd, self.prefix = client, prefix
         self.lock = threading.RLock()
-        with self.lock:
-            if path is not None:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS objects (resource TEXT, namespace TEXT, name TEXT, "
-                             "body TEXT, PRIMARY KEY (resource, namespace, name))")
-            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            for ns in SYSTEM_NAMESPACES:
-                self.ensure(NAMESPACES, namespace_object(ns))
+        self._written = 0
+        self._written_lock = threading.Lock()
 
-    def close(self) -> None:
-        with self.lock:
-            self._db.close()
+    def key(self, resource: str, namespace: str, name: str) -> str:
+        return keys.object_key(self.prefix, resource, namespace, name)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def bootstrap(self) -> None:
+        """The system namespaces, as the real server's system-namespaces controller makes them."""
+        for ns in SYSTEM_NAMESPACES:
+            self.ensure(NAMESPACES, namespace_object(ns))
 
-    # --- ObjectReader ---------------------------------------------------------------------------------
+    @property
+    def written(self) -> int:
+        """The highest revision this process wrote (a cache of this server waits to have seen it)."""
+        return self._written
+
+    def _wrote(self, revision: int) -> None:
+        with self._written_lock:
+            self._written = max(self._written, revision)
+
+    # --- reads ----------------------------------------------------------------------------------------
+
+    def _read(self, key: str) -> Stored | None:
+        found = self.etcd.range(key).kvs
+        return Stored(decode(found[0]), found[0].mod_revision, found[0].value) if found else None
 
     def get(self, resource: str, namespace: str, name: str) -> Obj | None:
-        with self.lock:
-            row = self._db.execute("SELECT body FROM objects WHERE resource=? AND namespace=? AND name=?",
-                                   (resource, namespace, name)).fetchone()
-        return json.loads(row[0]) if row else None
+        found = self._read(self.key(resource, namespace, name))
+        return found.obj if found else None
 
     def list(self, resource: str, namespace: str | None = None) -> list[Obj]:
-        with self.lock:
-            if namespace is None:
-                rows = self._db.execute("SELECT body FROM objects WHERE resource=? ORDER BY namespace, name",
-                                        (resource,)).fetchall()
-            else:
-                rows = self._db.execute("SELECT body FROM objects WHERE resource=? AND namespace=? ORDER BY name",
-                                        (resource, namespace)).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return self.list_page(resource, namespace, ListOptions()).items
 
     def resource_version(self) -> str:
-        with self.lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key='rv'").fetchone()
-        return row[0] if row else "0"
+        return str(self.etcd.revision())
+
+    def list_page(self, resource: str, namespace: str | None, opts: ListOptions) -> Page:
+        """etcd3.store.GetList: one consistent page (every page of a list reads the first page's revision),
+        filled up to ``limit`` with objects ``opts.match`` accepts."""
+        prefix = keys.list_prefix(self.prefix, resource, namespace)
+        first, with_rev = self._list_start(prefix, opts)
+        start = first
+        end, limit, paging = etcd.prefix_end(prefix), opts.limit, opts.limit > 0
+        items: list[Obj] = []
+        last_key, more = "", False
+        while True:
+            try:
+                found = self.etcd.range(start, end, limit=limit, revision=with_rev)
+            except etcd.Compacted:
+                raise (errors.expired_continue(keys.encode_continue(first, prefix, -1)) if opts.continue_token
+                       else errors.expired("The resourceVersion for the provided list is too old.")) from None
+            except etcd.FutureRevision:
+                raise errors.too_large_resource_version(with_rev, self.etcd.revision()) from None
+            if opts.resource_version and not opts.continue_token and parse_rv(opts.resource_version) > found.revision:
+                raise errors.too_large_resource_version(parse_rv(opts.resource_version), found.revision)
+            more = found.more
+            for kv in found.kvs:
+                if paging and len(items) >= opts.limit:
+                    more = True
+                    break
+                last_key = kv.key
+                obj = decode(kv)
+                if opts.match is None or opts.match(obj):
+                    items.append(obj)
+            if not more or not paging or len(items) >= opts.limit:
+                break
+            limit = min(limit * 2, MAX_LIMIT)  # a selector dropped objects: fetch more per round trip
+            start = last_key + "\0"
+            with_rev = with_rev or found.revision
+        with_rev = with_rev or found.revision
+        if not more:
+            return Page(items, with_rev)
+        remaining = found.count - opts.limit if opts.match is None else None
+        return Page(items, with_rev, keys.encode_continue(last_key + "\0", prefix, with_rev), remaining)
+
+    @staticmethod
+    def _list_start(prefix: str, opts: ListOptions) -> tuple[str, int]:
+        """(first key, revision to read at; 0 = the latest)."""
+        if opts.continue_token:
+            try:
+                start, rv = keys.decode_continue(opts.continue_token, prefix)
+            except keys.InvalidContinue as e:
+                raise errors.bad_request(f"invalid continue token: {e}") from None
+            if opts.resource_version not in ("", "0"):
+                raise errors.bad_request("specifying resource version is not allowed when using continue")
+            return start, max(rv, 0)
+        if not opts.resource_version:
+            return prefix, 0
+        rv = parse_rv(opts.resource_version)
+        if opts.resource_version_match == "Exact":
+            return prefix, rv
+        if opts.resource_version_match == "NotOlderThan":
+            return prefix, 0
+        if opts.resource_version_match:
+            raise errors.bad_request(f"unknown ResourceVersionMatch value: {opts.resource_version_match}")
+        return prefix, rv if opts.limit > 0 else 0  # legacy: a paged list with an RV is an exact read
 
     # --- writes ---------------------------------------------------------------------------------------
-
-    def _next_rv(self, db: sqlite3.Connection) -> str:
-        rv = str(int(self.resource_version()) + 1)
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('rv', ?)", (rv,))
-        return rv
-
-    def _put(self, db: sqlite3.Connection, resource: str, obj: Obj) -> None:
-        meta = obj["metadata"]
-        db.execute("INSERT OR REPLACE INTO objects (resource, namespace, name, body) VALUES (?, ?, ?, ?)",
-                   (resource, meta.get("namespace", ""), meta["name"], json.dumps(obj, separators=(",", ":"))))
 
     def create(self, resource: str, obj: Obj, *, dry_run: bool = False) -> Obj:
         meta = obj.setdefault("metadata", {})
@@ -114,80 +202,106 @@ class Store:
             meta["name"] = meta["generateName"] + "".join(random.choices(_SUFFIX_CHARS, k=5))
         names.check_object(resource, obj)
         ns, name = meta.get("namespace", ""), meta["name"]
-        with self._tx() as db:
-            if ns and self.get(NAMESPACES, "", ns) is None:
-                raise errors.not_found(NAMESPACES, ns)
-            if self.get(resource, ns, name) is not None:
+        if ns and self.get(NAMESPACES, "", ns) is None:
+            raise errors.not_found(NAMESPACES, ns)
+        for stale in ("resourceVersion", "deletionTimestamp", "selfLink"):
+            meta.pop(stale, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        if resource in GENERATION:
+            meta["generation"] = 1
+        key = self.key(resource, ns, name)
+        if dry_run:
+            if self._read(key) is not None:
                 raise errors.already_exists(resource, name)
-            for stale in ("resourceVersion", "deletionTimestamp", "selfLink"):
-                meta.pop(stale, None)
-            meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = now_rfc3339()
-            if resource in GENERATION:
-                meta["generation"] = 1
-            if dry_run:
-                return obj
-            meta["resourceVersion"] = self._next_rv(db)
-            self._put(db, resource, obj)
+            return obj
+        created, revision, _ = self.etcd.txn([etcd.absent(key)], [etcd.put(key, encode(obj))], [])
+        if not created:
+            raise errors.already_exists(resource, name)
+        meta["resourceVersion"] = str(revision)
+        self._wrote(revision)
         return obj
 
     def ensure(self, resource: str, obj: Obj) -> Obj:
-        """Create unless an object of that name exists (the server's own objects at start-up)."""
-        with self.lock:
-            meta = obj["metadata"]
-            found = self.get(resource, meta.get("namespace", ""), meta["name"])
-            return found if found is not None else self.create(resource, obj)
+        """Create unless an object of that name exists (the server's own objects at start-up; another API
+        server of the cluster may be making the same ones)."""
+        meta = obj["metadata"]
+        found = self.get(resource, meta.get("namespace", ""), meta["name"])
+        if found is not None:
+            return found
+        try:
+            return self.create(resource, obj)
+        except errors.ApiError as e:
+            if e.code != 409:
+                raise
+        again = self.get(resource, meta.get("namespace", ""), meta["name"])
+        if again is None:
+            raise errors.not_found(resource, meta["name"])
+        return again
 
     def update(self, resource: str, obj: Obj, *, dry_run: bool = False) -> Obj:
         """Replace an object. A resourceVersion in ``obj`` must be the stored one (else 409 Conflict);
-        none means an unconditional update, as most real resources allow."""
+        none means an unconditional update."""
         meta = obj.setdefault("metadata", {})
         names.check_object(resource, obj)
-        ns, name = meta.get("namespace", ""), meta["name"]
-        with self._tx() as db:
-            old = self.get(resource, ns, name)
-            if old is None:
-                raise errors.not_found(resource, name)
-            old_meta = old["metadata"]
-            if meta.get("resourceVersion") not in (None, "", old_meta["resourceVersion"]):
-                raise errors.conflict(resource, name)
-            if meta.get("uid") not in (None, "", old_meta["uid"]):
-                raise errors.conflict(resource, name, f"Precondition failed: UID in precondition: {meta['uid']}, "
-                                                      f"UID in object meta: {old_meta['uid']}")
-            for kept in ("uid", "creationTimestamp", "generation"):
-                if kept in old_meta:
-                    meta[kept] = old_meta[kept]
-                else:
-                    meta.pop(kept, None)
-            meta["resourceVersion"] = old_meta["resourceVersion"]
-            if obj == old:  # a no-op write keeps the resourceVersion, like the real server
-                return obj
-            if resource in GENERATION and obj.get("spec") != old.get("spec"):
-                meta["generation"] = int(old_meta.get("generation", 0)) + 1
-            if dry_run:
-                return obj
-            meta["resourceVersion"] = self._next_rv(db)
-            self._put(db, resource, obj)
-        return obj
+        return self.guaranteed_update(resource, meta.get("namespace", ""), meta["name"], lambda _old: obj,
+                                      dry_run=dry_run)
 
     def patch(self, resource: str, namespace: str, name: str, change: Callable[[Obj], Obj], *,
               dry_run: bool = False) -> Obj:
-        """Read, change, write under the lock. A resourceVersion the change leaves in the object is a
-        precondition, as for a real PATCH carrying metadata.resourceVersion."""
-        with self.lock:
-            current = self.get(resource, namespace, name)
+        return self.guaranteed_update(resource, namespace, name, change, dry_run=dry_run)
+
+    def guaranteed_update(self, resource: str, namespace: str, name: str, change: Callable[[Obj], Obj], *,
+                          dry_run: bool = False) -> Obj:
+        """Read, ``change`` (the current object, a copy), write if the key is still at the revision read;
+        on a lost race read again and call ``change`` again. A resourceVersion ``change`` leaves that is not
+        the current one is a failed precondition: 409 Conflict."""
+        key = self.key(resource, namespace, name)
+        current = self._read(key)
+        for _ in range(UPDATE_ATTEMPTS):
             if current is None:
                 raise errors.not_found(resource, name)
-            new = change(current)
-            return self.update(resource, new, dry_run=dry_run)
+            new = self._next(resource, name, current, change(copy.deepcopy(current.obj)))
+            data = encode(new)
+            if data == current.raw or dry_run:  # a no-op write stores nothing and keeps the resourceVersion
+                return new
+            ok, revision, responses = self.etcd.txn([etcd.mod_revision_is(key, current.revision)],
+                                                    [etcd.put(key, data)], [etcd.get(key)])
+            if ok:
+                new["metadata"]["resourceVersion"] = str(revision)
+                self._wrote(revision)
+                return new
+            current = _stored(responses)
+        raise errors.conflict(resource, name)
+
+    @staticmethod
+    def _next(resource: str, name: str, current: Stored, new: Obj) -> Obj:
+        meta, old_meta = new.setdefault("metadata", {}), current.obj["metadata"]
+        names.check_object(resource, new)
+        if str(meta.get("resourceVersion") or "") not in ("", str(current.revision)):
+            raise errors.conflict(resource, name)
+        if meta.get("uid") not in (None, "", old_meta["uid"]):
+            raise errors.conflict(resource, name, f"Precondition failed: UID in precondition: {meta['uid']}, "
+                                                  f"UID in object meta: {old_meta['uid']}")
+        for kept in ("uid", "creationTimestamp", "generation"):
+            if kept in old_meta:
+                meta[kept] = old_meta[kept]
+            else:
+                meta.pop(kept, None)
+        meta["resourceVersion"] = str(current.revision)
+        if resource in GENERATION and new.get("spec") != current.obj.get("spec"):
+            meta["generation"] = int(old_meta.get("generation", 0)) + 1
+        return new
 
     def delete(self, resource: str, namespace: str, name: str, *, uid: str | None = None,
                resource_version: str | None = None, dry_run: bool = False) -> Obj:
-        with self._tx() as db:
-            old = self.get(resource, namespace, name)
-            if old is None:
+        """The deleted object, its resourceVersion the deletion's revision (as the real server answers)."""
+        key = self.key(resource, namespace, name)
+        current = self._read(key)
+        for _ in range(UPDATE_ATTEMPTS):
+            if current is None:
                 raise errors.not_found(resource, name)
-            meta = old["metadata"]
+            old, meta = current.obj, current.obj["metadata"]
             if uid and uid != meta["uid"]:
                 raise errors.conflict(resource, name, f"Precondition failed: UID in precondition: {uid}, "
                                                       f"UID in object meta: {meta['uid']}")
@@ -195,11 +309,22 @@ class Store:
                 raise errors.conflict(resource, name, "Precondition failed: ResourceVersion in precondition: "
                                                       f"{resource_version}, ResourceVersion in object meta: "
                                                       f"{meta['resourceVersion']}")
-            if not dry_run:
-                self._next_rv(db)
-                db.execute("DELETE FROM objects WHERE resource=? AND namespace=? AND name=?",
-                           (resource, namespace, name))
-        return old
+            if dry_run:
+                return old
+            ok, revision, responses = self.etcd.txn([etcd.mod_revision_is(key, current.revision)],
+                                                    [etcd.delete(key)], [etcd.get(key)])
+            if ok:
+                meta["resourceVersion"] = str(revision)
+                self._wrote(revision)
+                return old
+            current = _stored(responses)
+        raise errors.conflict(resource, name)
+
+
+def _stored(responses: list[Any]) -> Stored | None:
+    """The object a failed transaction's ``get`` branch read."""
+    kvs = etcd.range_of(responses[0].get("response_range") or {}).kvs if responses else []
+    return Stored(decode(kvs[0]), kvs[0].mod_revision, kvs[0].value) if kvs else None
 
 
 def namespace_object(name: str) -> Obj:

@@ -107,11 +107,92 @@ def etcd_binary() -> str:
 APISERVER_DEADLINE = 30.0  # bound of the wait for /readyz after a start; a bound, never an assertion
 
 
+class EtcdServer:
+    """The real etcd of a node root, as kubeadm's etcd.yaml runs it: the root's etcd CA, server and peer
+    certificates, client and peer certificate authentication, progress notifications every 5s, data in
+    ``<root>/var/lib/etcd`` (so a restart keeps the cluster). On ``address`` with free ports: several
+    test modules run side by side. ``client()`` and ``etcdctl()`` use the healthcheck-client certificate.
+    """
+
+    def __init__(self, binary: str, root: Path, address: str) -> None:
+        self.binary, self.root, self.address = binary, root, address
+        self.pki = root / "etc/kubernetes/pki/etcd"
+        self.log = root / "etcd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port, self.peer_port, self.metrics_port = (free_port_on(address) for _ in range(3))
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.address}:{self.port}"
+
+    def command(self) -> list[str]:
+        pki, peer_url, metrics = self.pki, f"https://{self.address}:{self.peer_port}", self.metrics_port
+        return [self.binary, "--name=sandbox", f"--data-dir={self.root}/var/lib/etcd",
+                f"--listen-client-urls={self.url}", f"--advertise-client-urls={self.url}",
+                f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=sandbox={peer_url}", f"--listen-metrics-urls=http://{self.address}:{metrics}",
+                f"--cert-file={pki}/server.crt", f"--key-file={pki}/server.key", "--client-cert-auth=true",
+                f"--trusted-ca-file={pki}/ca.crt", f"--peer-cert-file={pki}/peer.crt",
+                f"--peer-key-file={pki}/peer.key", "--peer-client-cert-auth=true",
+                f"--peer-trusted-ca-file={pki}/ca.crt", "--snapshot-count=10000",
+                "--experimental-watch-progress-notify-interval=5s"]
+
+    def client(self) -> Any:
+        """kubeboot's etcd gateway client (sandbox.apiserver.etcd) with the healthcheck-client certificate."""
+        from kubeboot.sandbox.apiserver import etcd
+
+        tls = etcd.tls_context(str(self.pki / "ca.crt"), str(self.pki / "healthcheck-client.crt"),
+                               str(self.pki / "healthcheck-client.key"))
+        return etcd.Etcd([self.url], tls, timeout=5)
+
+    def etcdctl(self, *args: str) -> subprocess.CompletedProcess[bytes]:
+        """etcd's own client (etcdctl beside the etcd binary) with the healthcheck-client certificate."""
+        pki = self.pki
+        return subprocess.run([str(Path(self.binary).with_name("etcdctl")), f"--endpoints={self.url}",
+                               f"--cacert={pki}/ca.crt", f"--cert={pki}/healthcheck-client.crt",
+                               f"--key={pki}/healthcheck-client.key", *args],
+                              capture_output=True, timeout=60, check=False)
+
+    def start(self) -> EtcdServer:
+        import time
+
+        if not (self.pki / "server.crt").exists():
+            pytest.fail(f"{self.root} has no etcd certificates: run the certs phase before starting the API server")
+        (self.root / "var/lib/etcd").mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        client, end = self.client(), time.monotonic() + APISERVER_DEADLINE
+        while True:
+            try:
+                client.revision()
+                break
+            except Exception:
+                if self.proc.poll() is not None or time.monotonic() > end:
+                    pytest.fail(f"etcd did not answer\n{self.log.read_text()}")
+                time.sleep(0.05)
+        client.close()
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+def free_port_on(address: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((address, 0))
+        return int(s.getsockname()[1])
+
+
 class EmulatedApiServer:
     """``python -m kubeboot.sandbox.apiserver ARGV`` for a node root, the way the sandbox kubelet runs it.
 
     ``argv`` is a kube-apiserver command line whose paths the caller already mapped into ``root``; its
-    store lives in ``root``'s sandbox directory, so a restart keeps the objects. ``start`` returns once
+    objects live in the root's etcd (``--etcd-servers`` points at it), so a restart keeps them. ``start`` returns once
     ``/readyz`` answers 200 over TLS (``root``'s cluster CA); output goes to ``log``, quoted when the
     server exits early. Its own session, so a stop reaches nothing else.
     """
@@ -181,10 +262,23 @@ class EmulatedApiServer:
 
 
 class ApiServers:
-    """What the ``emulated_apiserver`` fixture gives: starts servers, stops those left running at the end."""
+    """What the ``emulated_apiserver`` fixture gives: starts servers, each with the etcd of its node root
+    (started with the first server of that root, kept across restarts), and stops what still runs at
+    the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, etcd_binary: str) -> None:
+        self.etcd_binary = etcd_binary
         self.started: list[EmulatedApiServer] = []
+        self.etcds: dict[Path, EtcdServer] = {}
+
+    def etcd(self, root: Path, address: str) -> EtcdServer:
+        """The etcd of ``root``, started on ``address`` if it does not run."""
+        found = self.etcds.get(root)
+        if found is None:
+            found = self.etcds[root] = EtcdServer(self.etcd_binary, root, address)
+        if found.proc is None or found.proc.poll() is not None:
+            found.start()
+        return found
 
     @staticmethod
     def argv(cfg: Any, root: Path) -> list[str]:
@@ -197,6 +291,9 @@ class ApiServers:
 
     def start(self, root: Path, argv: list[str], address: str, port: int,
               log: Path | None = None) -> EmulatedApiServer:
+        """The server of ``argv`` with its ``--etcd-servers`` pointed at the root's etcd."""
+        url = self.etcd(root, address).url
+        argv = [f"--etcd-servers={url}" if a.startswith("--etcd-servers=") else a for a in argv]
         server = EmulatedApiServer(root, argv, address, port, log)
         self.started.append(server)
         return server.start()
@@ -205,17 +302,71 @@ class ApiServers:
         for server in self.started:
             if server.proc is not None and server.proc.poll() is None:
                 server.stop()
+        for etcd in self.etcds.values():
+            etcd.stop()
 
 
 @pytest.fixture(scope="module")
-def emulated_apiserver() -> Iterator[ApiServers]:
+def emulated_apiserver(etcd_binary: str) -> Iterator[ApiServers]:
     """The one way integration tests start the emulated kube-apiserver (:class:`ApiServers`). A test stops
     its server itself when it checks the exit code; whatever still runs when the module ends is stopped."""
-    servers = ApiServers()
+    servers = ApiServers(etcd_binary)
     try:
         yield servers
     finally:
         servers.close()
+
+
+# --- the emulated API server's store on a real etcd, without the server ------------------------------
+@pytest.fixture(scope="module")
+def store_etcd(tmp_path_factory: pytest.TempPathFactory, etcd_binary: str) -> Iterator[EtcdServer]:
+    """One real etcd per test module for the store and registry tests, with the etcd certificates
+    kubeboot's certs phase generates (ECDSA, so quick) and kubeadm's TLS flags."""
+    from kubeboot.config.loader import build_init_config
+    from kubeboot.tasks.fsutil import NodeFS
+    from kubeboot.tasks.phases.certs import run_cert
+    from kubeboot.tasks.phases.context import NodeContext
+
+    root = tmp_path_factory.mktemp("etcd")
+    cfg = build_init_config([
+        {"apiVersion": V4, "kind": "InitConfiguration", "nodeRegistration": {"name": "cp1"},
+         "localAPIEndpoint": {"advertiseAddress": "127.0.0.1"}},
+        {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256"}])
+    ctx = NodeContext(cfg=cfg, fs=NodeFS(root), out=lambda _line: None)
+    for name in ("etcd-ca", "etcd-server", "etcd-peer", "etcd-healthcheck-client", "apiserver-etcd-client"):
+        run_cert(ctx, name)
+    server = EtcdServer(etcd_binary, root, "127.0.0.1").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def etcd_client_of(server: EtcdServer) -> Any:
+    """The API server's own etcd client: the apiserver-etcd-client certificate, as --etcd-certfile names."""
+    from kubeboot.sandbox.apiserver import etcd
+
+    pki = server.root / "etc/kubernetes/pki"
+    tls = etcd.tls_context(str(pki / "etcd/ca.crt"), str(pki / "apiserver-etcd-client.crt"),
+                           str(pki / "apiserver-etcd-client.key"))
+    return etcd.Etcd([server.url], tls, timeout=10)
+
+
+@pytest.fixture
+def store(store_etcd: EtcdServer) -> Iterator[Any]:
+    """A ``sandbox.apiserver.store.Store`` with the system namespaces, under an ``--etcd-prefix`` of its own
+    on the module's etcd: every test starts from an empty cluster."""
+    import uuid
+
+    from kubeboot.sandbox.apiserver.store import Store
+
+    client = etcd_client_of(store_etcd)
+    s = Store(client, f"/{uuid.uuid4().hex[:12]}/registry")
+    s.bootstrap()
+    try:
+        yield s
+    finally:
+        client.close()
 
 
 # --- the workflow engine end to end: embedded Redis, real workers, the real CLI ---------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, watch
 
 from kubeboot.config.loader import build_init_config
 from kubeboot.tasks import certlist, pki
@@ -180,9 +180,10 @@ def test_health_and_version_answer_anonymous_callers(server: ApiServer) -> None:
     assert (code, json.loads(body)["gitVersion"]) == (200, "v1.36.1")
 
 
-def test_a_watch_is_refused_with_405(server: ApiServer) -> None:
-    code, body = api_error(core(server).list_namespace, watch=True)
-    assert (code, body["reason"]) == (405, "MethodNotAllowed")
+def test_a_watch_streams_the_namespaces_as_added_and_ends_after_its_timeout(server: ApiServer) -> None:
+    events = list(watch.Watch().stream(core(server).list_namespace, timeout_seconds=1))
+    assert {e["type"] for e in events} == {"ADDED"}
+    assert {"default", "kube-system", "kube-public", "kube-node-lease"} <= {e["object"].metadata.name for e in events}
 
 
 def test_objects_survive_a_server_restart(server: ApiServer) -> None:

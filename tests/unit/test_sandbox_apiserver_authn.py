@@ -14,8 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kubeboot.sandbox.apiserver.authn import ANONYMOUS, Authenticator, AuthError
-from kubeboot.sandbox.apiserver.flags import ApiServerFlags, parse
-from kubeboot.sandbox.apiserver.store import Store
+from kubeboot.sandbox.apiserver.flags import ApiServerFlags, FlagError, parse
 from kubeboot.sandbox.apiserver.types import UserInfo
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -37,17 +36,27 @@ def ec_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
+class SecretsReader:
+    """The authenticator's view of stored Secrets (an ObjectReader; the server gives it its informer cache)."""
+
+    def __init__(self, secrets: tuple[dict, ...]) -> None:
+        self.secrets = {(s["metadata"].get("namespace", ""), s["metadata"]["name"]): s for s in secrets}
+
+    def get(self, resource: str, namespace: str, name: str) -> dict | None:
+        return self.secrets.get((namespace, name)) if resource == "/secrets" else None
+
+    def list(self, resource: str, namespace: str | None = None) -> list[dict]:
+        return [s for (ns, _), s in self.secrets.items() if resource == "/secrets" and namespace in (None, ns)]
+
+
 def authenticator(tmp_path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, *secrets: dict,
                   bootstrap: bool = True) -> Authenticator:
     pub = tmp_path / "sa.pub"
     pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
     flags = parse([f"--service-account-key-file={pub}", f"--service-account-issuer={ISSUER}",
-                   f"--enable-bootstrap-token-auth={str(bootstrap).lower()}"])
-    store = Store()
-    for s in secrets:
-        store.create("/secrets", s)
-    return Authenticator(flags, store, now=lambda: NOW)
+                   f"--enable-bootstrap-token-auth={str(bootstrap).lower()}", "--etcd-servers=https://127.0.0.1:2379"])
+    return Authenticator(flags, SecretsReader(secrets), now=lambda: NOW)
 
 
 def jwt(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, **claims: object) -> str:
@@ -167,11 +176,22 @@ def test_the_manifest_flags_parse_into_the_settings_the_server_uses() -> None:
     flags = parse(["--advertise-address=10.0.0.10", "--secure-port=6443", "--authorization-mode=Node,RBAC",
                    "--service-cluster-ip-range=10.96.0.0/12", "--enable-bootstrap-token-auth=true",
                    "--service-account-issuer=https://a", "--service-account-issuer=https://b",
-                   "--etcd-servers=https://127.0.0.1:2379", "--allow-privileged=true"])
+                   "--etcd-servers=https://127.0.0.1:2379", "--etcd-cafile=/pki/etcd/ca.crt",
+                   "--etcd-certfile=/pki/apiserver-etcd-client.crt", "--etcd-keyfile=/pki/apiserver-etcd-client.key",
+                   "--allow-privileged=true"])
     assert (flags.advertise_address, flags.secure_port, flags.authorization_modes) == ("10.0.0.10", 6443,
                                                                                      ["Node", "RBAC"])
     assert str(flags.service_network) == "10.96.0.0/12"
     assert flags.enable_bootstrap_token_auth
     assert flags.issuers == ["https://a", "https://b", "kubernetes/serviceaccount"]
     assert flags.extra == {"allow-privileged": ["true"]}
+    assert (flags.etcd_servers, flags.etcd_prefix) == (["https://127.0.0.1:2379"], "/registry")
+    assert (flags.etcd_cafile, flags.etcd_certfile, flags.etcd_keyfile) == (
+        "/pki/etcd/ca.crt", "/pki/apiserver-etcd-client.crt", "/pki/apiserver-etcd-client.key")
     assert ApiServerFlags().anonymous_auth
+
+
+def test_without_etcd_servers_the_server_refuses_to_start_as_kube_apiserver_does() -> None:
+    with pytest.raises(FlagError) as e:
+        parse(["--advertise-address=10.0.0.10"])
+    assert str(e.value) == "--etcd-servers must be specified"

@@ -1,5 +1,5 @@
-"""PATCH on the emulated API server: strategic merge with the kinds' merge keys, merge and JSON patches,
-the content types and errors of the real server; and list filtering by label and field selectors."""
+"""PATCH on the emulated API server, stored in a real etcd: strategic merge with the kinds' merge keys, merge
+and JSON patches, the content types and errors of the real server; and list filtering by selectors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from kubeboot.sandbox.apiserver import routes, selectors
 from kubeboot.sandbox.apiserver.errors import ApiError
 from kubeboot.sandbox.apiserver.registry import Registry
 from kubeboot.sandbox.apiserver.resources import BY_KEY
@@ -26,9 +25,12 @@ class AllowAll:
         return True, ""
 
 
+pytestmark = pytest.mark.integration
+
+
 @pytest.fixture
-def reg() -> Registry:
-    r = Registry(Store(), ipaddress.ip_network("10.96.0.0/12"), AllowAll())
+def reg(store: Store) -> Registry:
+    r = Registry(store, ipaddress.ip_network("10.96.0.0/12"), AllowAll())
     r.create(NODES, "", {"metadata": {"name": "n1", "labels": {"a": "1"}}, "spec": {
         "taints": [{"key": "t1", "effect": "NoSchedule"}]}, "status": {
         "conditions": [{"type": "Ready", "status": "False"}, {"type": "MemoryPressure", "status": "False"}],
@@ -127,46 +129,6 @@ def test_dry_run_patch_returns_the_result_and_stores_nothing(reg: Registry) -> N
     assert "c" not in reg.get(NODES, "", "n1")["metadata"]["labels"]
 
 
-# --- selectors --------------------------------------------------------------------------------------
-
-
-def obj(labels: dict[str, str]) -> dict:
-    return {"metadata": {"name": "x", "labels": labels}}
-
-
-@pytest.mark.parametrize(("selector", "labels", "match"), [
-    pytest.param("a=1", {"a": "1"}, True, id="equality-matches"),
-    pytest.param("a==1", {"a": "2"}, False, id="double-equals-mismatch"),
-    pytest.param("a!=1", {}, True, id="inequality-matches-a-missing-label"),
-    pytest.param("a", {"a": ""}, True, id="existence"),
-    pytest.param("!a", {"a": "1"}, False, id="non-existence"),
-    pytest.param("a in (1, 2)", {"a": "2"}, True, id="set-membership"),
-    pytest.param("a notin (1,2)", {"a": "3"}, True, id="set-exclusion"),
-    pytest.param("a=1,b", {"a": "1"}, False, id="every-requirement-must-hold"),
-    pytest.param("k8s-app=kube-dns,!node-role.kubernetes.io/control-plane", {"k8s-app": "kube-dns"}, True,
-                 id="qualified-keys"),
-])
-def test_label_selectors_match_as_the_real_server_does(selector: str, labels: dict[str, str], match: bool) -> None:
-    assert selectors.label_selector(selector)(obj(labels)) is match
-
-
-def test_a_malformed_label_selector_is_400() -> None:
-    assert error(selectors.label_selector, "a=(b").code == 400
-
-
-def test_field_selectors_match_metadata_name_and_the_kinds_own_fields() -> None:
-    pod = {"metadata": {"name": "p", "namespace": "kube-system"}, "spec": {"nodeName": "n1"}}
-    assert selectors.field_selector("/pods", "spec.nodeName=n1,metadata.name=p")(pod)
-    assert not selectors.field_selector("/pods", "metadata.namespace!=kube-system")(pod)
-    secret = {"metadata": {"name": "s"}, "type": "bootstrap.kubernetes.io/token"}
-    assert selectors.field_selector("/secrets", "type=bootstrap.kubernetes.io/token")(secret)
-
-
-def test_an_unsupported_field_label_is_400() -> None:
-    e = error(selectors.field_selector, "/configmaps", "data.x=1")
-    assert (e.code, e.message) == (400, "unable to parse requirement: field label not supported: data.x")
-
-
 def test_a_list_filters_by_selectors_and_carries_the_store_resource_version(reg: Registry) -> None:
     for name, tier in (("a", "web"), ("b", "db"), ("c", "web")):
         reg.create(CM, "default", {"metadata": {"name": name, "labels": {"tier": tier}}}, ADMIN)
@@ -175,57 +137,3 @@ def test_a_list_filters_by_selectors_and_carries_the_store_resource_version(reg:
     assert (listed["kind"], listed["apiVersion"]) == ("ConfigMapList", "v1")
     assert listed["metadata"]["resourceVersion"] == reg.store.resource_version()
     assert "kind" not in listed["items"][0]
-
-
-# --- routes -----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("path", "expected"), [
-    pytest.param("/api/v1/namespaces/kube-system/configmaps/kubeadm-config",
-                 ("/configmaps", "kube-system", "kubeadm-config", ""), id="a-namespaced-object"),
-    pytest.param("/api/v1/namespaces/kube-system", ("/namespaces", "", "kube-system", ""), id="a-namespace"),
-    pytest.param("/api/v1/namespaces/kube-system/status", ("/namespaces", "", "kube-system", "status"),
-                 id="a-namespaces-status"),
-    pytest.param("/api/v1/nodes/n1/status", ("/nodes", "", "n1", "status"), id="a-node-status"),
-    pytest.param("/api/v1/pods", ("/pods", "", "", ""), id="pods-across-namespaces"),
-    pytest.param("/apis/certificates.k8s.io/v1/certificatesigningrequests/c/approval",
-                 ("certificates.k8s.io/certificatesigningrequests", "", "c", "approval"), id="a-csr-approval"),
-    pytest.param("/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy",
-                 ("apps/daemonsets", "kube-system", "kube-proxy", ""), id="a-daemonset"),
-])
-def test_paths_route_to_resource_namespace_name_and_subresource(path: str, expected: tuple[str, ...]) -> None:
-    r = routes.parse(path)
-    assert (r.rt.key, r.namespace, r.name, r.sub) == expected
-
-
-@pytest.mark.parametrize("path", ["/api/v1/widgets", "/api/v1/namespaces/a/nodes/n1", "/api/v1/configmaps/x",
-                                  "/apis/apps/v2/deployments", "/api/v1/nodes/n1/status/extra"])
-def test_paths_the_server_does_not_serve_are_404(path: str) -> None:
-    e = error(routes.parse, path)
-    assert (e.code, e.message) == (404, "the server could not find the requested resource")
-
-
-def test_health_endpoints_answer_ok_and_list_their_checks_when_verbose() -> None:
-    assert routes.health("/livez", False) == (200, "ok")
-    code, text = routes.health("/readyz", True) or (0, "")
-    assert code == 200
-    assert text.startswith("[+]ping ok\n")
-    assert text.endswith("readyz check passed\n")
-    assert routes.health("/livez/ping", False) == (200, "ok")
-    assert routes.health("/livez/nope", False) == (404, "404 page not found\n")
-    assert routes.health("/metrics", False) is None
-
-
-def test_discovery_lists_every_group_and_the_resources_of_a_group_version() -> None:
-    groups = routes.non_resource("/apis", "127.0.0.1:6443")
-    assert [g["name"] for g in groups["groups"]] == ["apps", "rbac.authorization.k8s.io", "certificates.k8s.io",
-                                                     "coordination.k8s.io", "authorization.k8s.io",
-                                                     "authentication.k8s.io"]
-    core = routes.non_resource("/api/v1", "127.0.0.1:6443")
-    names = {r["name"]: r for r in core["resources"]}
-    assert names["configmaps"]["shortNames"] == ["cm"]
-    assert names["nodes/status"]["verbs"] == ["get", "patch", "update"]
-    assert not names["nodes"]["namespaced"]
-    csr = routes.non_resource("/apis/certificates.k8s.io/v1", "x")
-    assert {r["name"] for r in csr["resources"]} == {
-        "certificatesigningrequests", "certificatesigningrequests/approval", "certificatesigningrequests/status"}

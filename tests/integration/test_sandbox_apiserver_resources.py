@@ -1,4 +1,5 @@
-"""The emulated API server's per-kind rules: secrets, services, CSRs, status subresources, bindings, reviews."""
+"""The emulated API server's per-kind rules, stored in a real etcd: secrets, services, CSRs, status subresources,
+bindings, leases, reviews."""
 
 from __future__ import annotations
 
@@ -37,9 +38,12 @@ class OnlyNodeClientForBootstrappers:
         return ok, "" if ok else "no rule"
 
 
+pytestmark = pytest.mark.integration
+
+
 @pytest.fixture
-def reg() -> Registry:
-    return Registry(Store(), ipaddress.ip_network("10.96.0.0/12"), OnlyNodeClientForBootstrappers())
+def reg(store: Store) -> Registry:
+    return Registry(store, ipaddress.ip_network("10.96.0.0/12"), OnlyNodeClientForBootstrappers())
 
 
 def error(fn, *args, **kw) -> ApiError:

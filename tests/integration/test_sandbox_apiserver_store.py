@@ -1,10 +1,11 @@
-"""The emulated API server's store: metadata the server owns, resourceVersion conflicts, names, persistence."""
+"""The emulated API server's store on a real etcd: metadata the server owns, resourceVersion as the etcd
+revision, AlreadyExists and Conflict as transactions decide them, names, and the bytes kept under /registry."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -18,9 +19,7 @@ def cm(name: str, ns: str = "default", **data: str) -> dict:
     return {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": name, "namespace": ns}, "data": data}
 
 
-@pytest.fixture
-def store() -> Store:
-    return Store()
+pytestmark = pytest.mark.integration
 
 
 def error(fn, *args, **kw) -> ApiError:
@@ -156,16 +155,25 @@ def test_dry_run_validates_without_writing(store: Store) -> None:
     assert store.resource_version() == rv
 
 
-def test_objects_and_the_resource_version_survive_reopening_the_database(tmp_path: Path) -> None:
-    path = tmp_path / "apiserver" / "store.sqlite3"
-    first = Store(path)
-    created = first.create(CM, cm("kept", k="v"))
-    first.close()
-    second = Store(path)
-    assert second.get(CM, "default", "kept") == created
-    assert second.create(CM, cm("next"))["metadata"]["resourceVersion"] == str(
+def test_the_stored_value_is_the_objects_json_without_its_resource_version(store: Store) -> None:
+    created = store.create(CM, cm("a", k="v"))
+    found = store.etcd.range(store.key(CM, "default", "a")).kvs
+    assert len(found) == 1
+    value = json.loads(found[0].value)
+    assert (value["apiVersion"], value["kind"], value["data"]) == ("v1", "ConfigMap", {"k": "v"})
+    assert "resourceVersion" not in value["metadata"]
+    assert value["metadata"]["uid"] == created["metadata"]["uid"]
+    assert created["metadata"]["resourceVersion"] == str(found[0].mod_revision)
+
+
+def test_another_store_on_the_same_etcd_reads_the_same_objects_and_revisions(store: Store) -> None:
+    created = store.create(CM, cm("shared", k="v"))
+    other = Store(store.etcd, store.prefix)
+    assert other.get(CM, "default", "shared") == created
+    assert other.create(CM, cm("next"))["metadata"]["resourceVersion"] == str(
         int(created["metadata"]["resourceVersion"]) + 1)
-    assert second._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    e = error(other.update, CM, {**cm("shared", k="w"), "metadata": {**created["metadata"], "resourceVersion": "1"}})
+    assert (e.code, e.reason) == (409, "Conflict")
 
 
 def test_concurrent_patches_from_many_threads_lose_no_update(store: Store) -> None:
