@@ -251,3 +251,14 @@ def test_a_control_plane_join_with_unusable_certificates_fails_with_one_line(ha:
 
 def test_failed_control_plane_joins_wrote_nothing(ha: HA) -> None:
     assert ha.files_after_failures == []
+
+
+def test_no_log_holds_the_token_secret_or_the_certificate_key(ha: HA) -> None:
+    secret = ha.token.split(".")[1]
+    logs = [*ha.box.dir.glob("*.log"), *(ha.box.sandbox_dir / "logs").glob("*.log"),
+            *ha.box.sandbox_dir.glob("*/*/var/lib/kubeboot-sandbox/*.log")]
+    assert logs
+    for path in logs:
+        text = path.read_text(errors="replace")
+        assert secret not in text, path
+        assert ha.key not in text, path
