@@ -18,7 +18,7 @@ import re
 from typing import TYPE_CHECKING
 
 from kubeboot.workflows.join_tree import CONTROL_PLANE_ONLY, JOIN_PHASES
-from kubeboot.workflows.routing import node_queue, queue_for
+from kubeboot.workflows.routing import routed_queue
 from kubeboot.workflows.selection import Step, select
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from kubeboot.config.join import JoinConfig
     from kubeboot.tasks.state import RunRecord, RunStore
-    from kubeboot.workflows.runs import Submitted
+    from kubeboot.workflows.runs import RunOptions, Submitted
 
 NOT_CONTROL_PLANE = "not a control-plane join (--control-plane not given)"
 
@@ -47,23 +47,18 @@ def run_label(join: JoinConfig, cluster: str | None) -> str:
 
 
 def submit_join(app: Celery, store: RunStore, join: JoinConfig, *, skip: list[str] | None = None,
-                cluster: str | None = None) -> Submitted:
-    """Record a new join run of ``join``'s node and send its chain."""
+                cluster: str | None = None, options: RunOptions | None = None) -> Submitted:
+    """Record a new join run of ``join``'s node and send its chain (``options``: ``workflows.runs.RunOptions``)."""
     from kubeboot.config.models import dump
-    from kubeboot.workflows.runs import Submitted, _ends_run_on_error, chain_of, declare
+    from kubeboot.workflows.runs import RunOptions, _send
 
+    opts = options or RunOptions()
     node = join.node_name
     steps = [(node, s) for s in plan_join(join, "all", skip) if s.placed.phase.action or s.skip_reason]
     plan = [(n, s.path) for n, s in steps]
-    run = store.create_run(kind="join", cluster=run_label(join, cluster), config=[dump(join.join)], plan=plan)
-    queues = [queue_for(s.placed.phase.target, n) for n, s in steps] + [node_queue(node)]
-    with _ends_run_on_error(store, run.id, "submit"):
-        for n, s in steps:
-            if s.skip_reason:
-                store.mark_phase_skipped(run.id, n, s.path, reason=s.skip_reason)
-        declare(app, queues)
-        chain_of(app, run.id, [(n, s) for n, s in steps if s.runs_action]).apply_async()
-    return Submitted(run, sorted(set(queues)))
+    run = store.create_run(kind="join", cluster=run_label(join, cluster), config=[dump(join.join)], plan=plan,
+                           run_id=opts.run_id, extra=opts.fields())
+    return _send(app, store, run, steps, opts, extra_queue=routed_queue(opts.route, "node", node))
 
 
 def join_steps_by_path(store: RunStore, run: RunRecord) -> dict[str, Step]:

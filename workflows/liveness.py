@@ -20,7 +20,7 @@ import logging
 from functools import cache
 from typing import TYPE_CHECKING
 
-from kubeboot.workflows.routing import CONTROL_QUEUE, queue_for
+from kubeboot.workflows.routing import routed_queue
 from kubeboot.workflows.runs import DONE, FINISH_TASK, chain_of, declare, remaining_steps
 
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ def frontier_queue(run: RunRecord, records: list[PhaseRecord]) -> tuple[PhaseRec
     """The first planned phase not done (None once all are: the finish task is next) and its queue."""
     frontier = next((r for r in records if r.status not in DONE), None)
     if frontier is None:
-        return None, CONTROL_QUEUE
-    return frontier, queue_for(_targets(run.kind).get(frontier.path, "node"), frontier.node)
+        return None, routed_queue(run.route, "control", "")
+    return frontier, routed_queue(run.route, _targets(run.kind).get(frontier.path, "node"), frontier.node)
 
 
 def waiting_on(client: redis.Redis, run: RunRecord, records: list[PhaseRecord]) -> str | None:
@@ -94,13 +94,14 @@ def sweep(app: Celery, client: redis.Redis, store: RunStore) -> list[str]:
 def _resend(app: Celery, store: RunStore, run: RunRecord, records: list[PhaseRecord],
             frontier: PhaseRecord | None) -> str:
     if frontier is None:
-        app.signature(FINISH_TASK, args=(run.id,), immutable=True, queue=CONTROL_QUEUE).apply_async()
+        app.signature(FINISH_TASK, args=(run.id,), immutable=True,
+                      queue=routed_queue(run.route, "control", "")).apply_async()
         log.warning("[recovery] run %s: every phase is done but it has not finished: sending its finish again",
                     run.id)
         return f"{run.id} finish"
     todo = remaining_steps(store, run, records)
-    declare(app, [queue_for(s.placed.phase.target, n) for n, s in todo])
-    chain_of(app, run.id, todo).apply_async()
+    declare(app, [routed_queue(run.route, s.placed.phase.target, n) for n, s in todo])
+    chain_of(app, run.id, todo, run.route).apply_async()
     log.warning("[recovery] run %s: node %s phase %s (%s, %d attempt(s) so far) missed its deadline: sending it "
                 "and the rest of the run again", run.id, frontier.node, frontier.path, frontier.status,
                 frontier.attempts)

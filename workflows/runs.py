@@ -12,11 +12,12 @@ one atomic claim in the run state, so of concurrent resumes of a run exactly one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kubeboot.workflows.local import plan_init
-from kubeboot.workflows.routing import CONTROL_QUEUE, node_queue, queue_for
+from kubeboot.workflows.routing import routed_queue
 from kubeboot.workflows.selection import Step
 
 if TYPE_CHECKING:
@@ -39,6 +40,24 @@ class RunRefusedError(Exception):
 class Submitted:
     run: RunRecord
     queues: list[str]
+    canvas: Any = None  # the chain, when the caller sends it (``RunOptions.send`` False)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is recorded and sent. ``run_id``: a given id (a parent's child); ``extra``: the child's
+    ``parent`` and ``batch`` fields; ``route``: where its tasks go (``routing.run_route``); ``send``
+    False leaves sending ``Submitted.canvas`` to the caller (a group of children sent at once)."""
+
+    run_id: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+    route: Mapping[str, Any] = field(default_factory=dict)
+    send: bool = True
+
+    def fields(self) -> dict[str, str]:
+        import json
+
+        return {**self.extra, **({"route": json.dumps(dict(self.route))} if self.route else {})}
 
 
 def config_documents(cfg: InitConfig) -> list[dict[str, Any]]:
@@ -53,14 +72,16 @@ def config_documents(cfg: InitConfig) -> list[dict[str, Any]]:
     return docs
 
 
-def chain_of(app: Celery, run_id: str, steps: list[tuple[str, Step]]) -> Any:
-    """The chain that runs ``steps`` (node, step) in order, then finishes the run. A node's worker id
-    is its node name."""
+def chain_of(app: Celery, run_id: str, steps: list[tuple[str, Step]], route: Mapping[str, Any] | None = None) -> Any:
+    """The chain that runs ``steps`` (node, step) in order, then finishes the run. Queues follow the
+    run's ``route`` (``routing.run_route``); without one a node's worker id is its node name."""
     from celery import chain
 
+    route = route or {}
     sigs = [app.signature(step.placed.task_name, args=(run_id, node), immutable=True,
-                          queue=queue_for(step.placed.phase.target, node)) for node, step in steps]
-    sigs.append(app.signature(FINISH_TASK, args=(run_id,), immutable=True, queue=CONTROL_QUEUE))
+                          queue=routed_queue(route, step.placed.phase.target, node)) for node, step in steps]
+    sigs.append(app.signature(FINISH_TASK, args=(run_id,), immutable=True,
+                              queue=routed_queue(route, "control", "")))
     return chain(*sigs)
 
 
@@ -73,39 +94,55 @@ def declare(app: Celery, queues: list[str]) -> None:
 
 
 def submit_init(app: Celery, client: redis.Redis, store: RunStore, settings: Settings, cfg: InitConfig,
-                *, skip: list[str] | None = None, upload_certs: bool = False) -> Submitted:
-    """Record a new init run of ``cfg``'s first control-plane node and send its chain."""
+                *, skip: list[str] | None = None, upload_certs: bool = False, target: str = "all",
+                options: RunOptions | None = None) -> Submitted:
+    """Record a new init run of ``cfg``'s first control-plane node and send its chain. A dry run
+    (``dryRun: true``) takes no cluster lock: it changes nothing a real init could collide with."""
     from kubeboot.tasks.state import InitLock, LockHeldError
-    from kubeboot.tasks.state.store import new_run_id
+    from kubeboot.tasks.state.store import RunExistsError, new_run_id
 
+    opts = options or RunOptions()
     node = cfg.node_name
     # Parents without an action only group their children: they are no step of their own.
-    planned = plan_init(cfg, "all", skip, upload_certs=upload_certs)
+    planned = plan_init(cfg, target, skip, upload_certs=upload_certs)
     steps = [(node, s) for s in planned if s.placed.phase.action or s.skip_reason]
     cluster = cfg.cluster.clusterName
+    run_id = opts.run_id or new_run_id()
     lock = InitLock(client, cluster, settings.lock_ttl)
-    lock.release_if_owner_finished(store)
-    run_id = new_run_id()
-    try:
-        token = lock.acquire(run_id)
-    except LockHeldError as e:
-        raise RunRefusedError(f"{e}; watch it with `kubeboot status {e.holder.owner} --watch`, "
-                              f"or resume it with `kubeboot resume {e.holder.owner}` if it failed") from None
+    token: int | None = None
+    if not cfg.init.dryRun:
+        lock.release_if_owner_finished(store)
+        try:
+            token = lock.acquire(run_id)
+        except LockHeldError as e:
+            raise RunRefusedError(f"{e}; watch it with `kubeboot status {e.holder.owner} --watch`, "
+                                  f"or resume it with `kubeboot resume {e.holder.owner}` if it failed") from None
     plan = [(n, s.path) for n, s in steps]
     try:
         run = store.create_run(kind="init", cluster=cluster, config=config_documents(cfg), plan=plan, run_id=run_id,
-                               lock=(lock.key, token))
+                               lock=None if token is None else (lock.key, token), extra=opts.fields())
+    except RunExistsError:
+        raise  # the run of this id holds the (re-entrant) lock: it is not ours to release
     except BaseException:
-        lock.release(run_id, token=token)  # nothing recorded: nothing may hold the cluster
+        if token is not None:
+            lock.release(run_id, token=token)  # nothing recorded: nothing may hold the cluster
         raise
-    queues = [queue_for(s.placed.phase.target, n) for n, s in steps] + [node_queue(node)]
-    with _ends_run_on_error(store, run_id, "submit"):
+    return _send(app, store, run, steps, opts, extra_queue=routed_queue(opts.route, "node", node))
+
+
+def _send(app: Celery, store: RunStore, run: RunRecord, steps: list[tuple[str, Step]], opts: RunOptions, *,
+          extra_queue: str) -> Submitted:
+    """Record the planned skips of a new run and send (or hand back) its chain."""
+    queues = [routed_queue(opts.route, s.placed.phase.target, n) for n, s in steps] + [extra_queue]
+    with _ends_run_on_error(store, run.id, "submit"):
         for n, s in steps:
             if s.skip_reason:
-                store.mark_phase_skipped(run_id, n, s.path, reason=s.skip_reason)
+                store.mark_phase_skipped(run.id, n, s.path, reason=s.skip_reason)
         declare(app, queues)
-        chain_of(app, run_id, [(n, s) for n, s in steps if s.runs_action]).apply_async()
-    return Submitted(run, sorted(set(queues)))
+        canvas = chain_of(app, run.id, [(n, s) for n, s in steps if s.runs_action], opts.route)
+        if opts.send:
+            canvas.apply_async()
+    return Submitted(run, sorted(set(queues)), canvas)
 
 
 def resume(app: Celery, client: redis.Redis, store: RunStore, settings: Settings, run_id: str) -> RunRecord:
@@ -127,8 +164,8 @@ def resume(app: Celery, client: redis.Redis, store: RunStore, settings: Settings
     if verdict.action == "held":
         raise RunRefusedError(f"cannot resume run {run_id}: {lock.describe(LockHolder.from_json(verdict.detail))}")
     with _ends_run_on_error(store, run_id, "resume"):
-        declare(app, [queue_for(s.placed.phase.target, n) for n, s in todo])
-        chain_of(app, run_id, todo).apply_async()
+        declare(app, [routed_queue(run.route, s.placed.phase.target, n) for n, s in todo])
+        chain_of(app, run_id, todo, run.route).apply_async()
     refreshed = store.get_run(run_id)
     assert refreshed is not None
     return refreshed

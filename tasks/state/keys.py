@@ -18,9 +18,10 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no ':' so one name cannot f
 
 # The kinds of run. A run records the cluster lock it holds (if any) when it is created, so the kind
 # does not decide it: an init holds the cluster's init lock, a control-plane join would hold the
-# join-control-plane lock, a worker join none; a cluster or batch run would be a kind of its own whose
-# member runs hold theirs.
-RUN_KINDS: Final = ("init", "join")
+# join-control-plane lock, a worker join none; a cluster or batch run is a parent whose child runs
+# (``tasks.state.parents``) hold theirs.
+RUN_KINDS: Final = ("init", "join", "cluster", "batch")
+PARENTS_DUE: Final = f"{PREFIX}parents:due"
 
 
 def check_name(kind: str, value: str) -> str:
@@ -43,3 +44,21 @@ def lock_key(cluster: str, purpose: str) -> str:
 
 def queue_consumer_key(queue: str) -> str:
     return f"{PREFIX}queue:{queue}:consumer"
+
+
+# --- secondary indexes of runs (``tasks.state.index``) and parent runs (``tasks.state.parents``) ----------
+def kind_runs_key(kind: str) -> str:
+    return f"{PREFIX}runs:kind:{kind}"
+
+
+def status_runs_key(status: str) -> str:
+    return f"{PREFIX}runs:status:{status}"
+
+
+def batch_runs_key(batch: str) -> str:
+    return f"{PREFIX}batch:{batch}:runs"
+
+
+def batch_slots_key(batch: str, part: str) -> str:
+    """``running`` (set), ``next`` (int), ``again`` (list): the slot scheme of one batch."""
+    return f"{PREFIX}batch:{batch}:{part}"

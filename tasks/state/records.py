@@ -7,7 +7,7 @@ either reply mode (bytes or ``decode_responses=True``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +38,11 @@ class RunRecord:
     error: str | None
     nodes: tuple[str, ...]
     plan: tuple[tuple[str, str], ...]
+    # A child run's parent (a cluster run, or the batch of a cluster run) and the batch it belongs to.
+    parent: str | None = None
+    batch: str | None = None
+    # Where the run's tasks go: {"nodes": {node: queue}, "control": queue}; empty: the default routing.
+    route: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> RunRecord:
@@ -46,14 +51,20 @@ class RunRecord:
             created=h["created"], started=h.get("started"), finished=h.get("finished"), error=h.get("error"),
             nodes=tuple(json.loads(h.get("nodes", "[]"))),
             plan=tuple((n, p) for n, p in json.loads(h.get("plan", "[]"))),
+            parent=h.get("parent"), batch=h.get("batch"), route=json.loads(h.get("route") or "{}"),
         )
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.route.get("dryRun"))
 
     def to_json(self) -> dict[str, Any]:
         """The stable ``-o json`` shape of a run."""
         return {
             "id": self.id, "kind": self.kind, "cluster": self.cluster, "specDigest": self.spec_digest,
             "status": self.status, "created": self.created, "started": self.started, "finished": self.finished,
-            "error": self.error, "nodes": list(self.nodes),
+            "error": self.error, "nodes": list(self.nodes), "parent": self.parent, "batch": self.batch,
+            "dryRun": self.dry_run,
         }
 
 

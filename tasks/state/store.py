@@ -64,6 +64,10 @@ the run record, the lock and the event. Run creation is a MULTI/EXEC pipeline. T
 |                                       |        | message           | skipped; run-level entries have empty node and  |
 |                                       |        |                   | phase: submitted / resumed / succeeded / failed |
 | ``kubeboot:run:<id>:secret:<name>``   | string | –                 | sealed secret (``tasks.state.secrets``)         |
+| (parents, indexes)                    |        |                   | a parent run's steps and extra fields, the      |
+|                                       |        |                   | batch slots: ``tasks.state.parents``; indexes   |
+|                                       |        |                   | by kind, status, batch and pruning:             |
+|                                       |        |                   | ``tasks.state.index``                           |
 | ``kubeboot:run:<id>:secrets``         | set    | member name       | the names of the run's secrets (to expire them) |
 
 A run's secrets expire: when the run finishes (succeeded or failed) every ``secret:<name>`` key and the
@@ -95,7 +99,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,6 +107,7 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from kubeboot.config.settings import DEFAULT_SECRET_TTL
+from kubeboot.tasks.state import index, parents
 from kubeboot.tasks.state.keys import (
     ACTIVE_RUNS,
     PREFIX,
@@ -161,10 +166,11 @@ class RunStore(Transitions):
     # --- runs ---------------------------------------------------------------------------------
     def create_run(
         self, *, kind: str, cluster: str, config: Any, plan: Sequence[tuple[str, str]], run_id: str | None = None,
-        lock: tuple[str, int] | None = None,
+        lock: tuple[str, int] | None = None, extra: Mapping[str, str] | None = None,
     ) -> RunRecord:
         """Record a new ``pending`` run. ``lock``: the (key, fencing token) of the cluster lock the
-        submitter took for it, which the run then holds (renewed and checked by every transition)."""
+        submitter took for it, which the run then holds (renewed and checked by every transition).
+        ``extra``: the fields of a parent's child, a batch member or a routed run (``tasks.state.parents``)."""
         if kind not in RUN_KINDS:
             raise ValueError(f"invalid run kind {kind!r}: one of {', '.join(RUN_KINDS)}")
         run_id = check_name("run id", run_id or new_run_id())
@@ -179,6 +185,7 @@ class RunStore(Transitions):
         }
         if lock is not None:
             fields.update(lock=lock[0], fence=lock[1])
+        fields.update(extra or {})
         seed: dict[FieldT, EncodableT] = {f"{field_prefix(n, p)}status": "pending" for n, p in plan}
         with self._r.pipeline() as pipe:
             try:
@@ -192,6 +199,7 @@ class RunStore(Transitions):
                 pipe.zadd(RUNS_INDEX, {run_id: created.timestamp()})
                 pipe.zadd(cluster_runs_key(cluster), {run_id: created.timestamp()})
                 pipe.sadd(ACTIVE_RUNS, run_id)
+                index.on_create(pipe, run_id, kind, (extra or {}).get("batch"), created.timestamp())
                 self._run_event(pipe, key, "submitted", f"{kind} of cluster {cluster}")
                 pipe.execute()
             except redis.WatchError:
@@ -231,9 +239,12 @@ class RunStore(Transitions):
 
     def _run_ended(self, run_id: str) -> None:
         self.expire_secrets(run_id)
+        index.on_end(self._r, run_id)
+        parents.run_ended(self, run_id)
 
     def _run_reopened(self, run_id: str) -> None:
         self.keep_secrets(run_id)
+        index.on_reopen(self._r, run_id)
 
     def _run_event(self, pipe: Any, key: str, event: str, message: str) -> None:
         entry = {"ts": iso(self._clock()), "node": "", "phase": "", "event": event, "attempt": 0, "message": message}
