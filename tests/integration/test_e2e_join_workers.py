@@ -42,6 +42,7 @@ class Joined:
     api: client.ApiClient
     results: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
     runs: dict[str, str] = field(default_factory=dict)
+    ended: dict[str, tuple[str, str]] = field(default_factory=dict)  # run -> (status, error) when it ended
     files_after_failures: list[str] = field(default_factory=list)
     killed: bool = False
 
@@ -70,6 +71,8 @@ def _run(c: Joined, name: str, *args: str) -> subprocess.CompletedProcess[str]:
     result = c.box.cli(*args)
     c.results[name] = result
     c.runs[name] = c.box.newest_run()
+    run = c.box.store.get_run(c.runs[name])
+    c.ended[name] = (run.status, run.error or "")
     return result
 
 
@@ -127,10 +130,12 @@ def joined(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[Joine
         namesake = client.CoreV1Api(c.api).create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": W2}})
         client.CoreV1Api(c.api).patch_node_status(W2, {"status": {"conditions": [
             {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "another machine"}]}})
-        _run(c, "namesake", *_flags(c, W2), "--wait")
+        _run(c, "namesake", "submit", "join", "--config", str(_config(c, W2)), "--wait")
         c.files_after_failures = _files(box.node_root(W2))
+        # The other machine's Node is deleted: the failed join is resumed, not submitted again.
         client.CoreV1Api(c.api).delete_node(namesake.metadata.name)
-        _run(c, "w2", "submit", "join", "--config", str(_config(c, W2)), "--wait")
+        c.results["w2"] = box.cli("resume", c.runs["namesake"], "--wait")
+        c.runs["w2"] = c.runs["namesake"]
         # W3: its node worker is SIGKILLed in the middle of the join; the sandbox restarts it.
         _run(c, "w3", *_flags(c, W3), "-o", "json")
         run_id = json.loads(c.results["w3"].stdout)["run"]["id"]
@@ -156,7 +161,17 @@ def _node(c: Joined, name: str) -> client.V1Node:
 # --- the joins that succeed --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["w1", "w2", "w1-again"])
+def test_the_failed_join_resumed_once_the_namesake_is_gone_succeeds(joined: Joined) -> None:
+    result = joined.results["w2"]
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{joined.box.logs()}"
+    run = joined.box.store.get_run(joined.runs["w2"])
+    assert run.status == "succeeded" and run.kind == "join"
+    phases = {p.path: p for p in joined.box.store.phase_records(run.id)}
+    assert phases["preflight"].attempts == 1  # done before the failure: not run again
+    assert phases["kubelet-start"].attempts == 2
+
+
+@pytest.mark.parametrize("name", ["w1", "w1-again"])
 def test_the_join_succeeds_with_kubeadms_closing_text(joined: Joined, name: str) -> None:
     result = joined.results[name]
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{joined.box.logs()}"
@@ -241,7 +256,7 @@ def test_a_second_join_of_a_joined_node_mints_nothing(joined: Joined) -> None:
 def test_joins_are_runs_of_kind_join_listed_by_runs(joined: Joined) -> None:
     listed = json.loads(joined.box.cli("runs", "-o", "json").stdout)
     kinds = {r["id"]: r["kind"] for r in listed}
-    assert {kinds[joined.runs[n]] for n in ("w1", "w2", "w3", "namesake")} == {"join"}
+    assert {kinds[joined.runs[n]] for n in ("w1", "w2", "w3", "wrong-hash")} == {"join"}
     status = joined.box.status(joined.runs["w1"])
     assert status["run"]["nodes"] == [W1]
     paths = {p["phase"]: p["status"] for p in status["phases"]}
@@ -274,10 +289,10 @@ FAILURES = [
 def test_a_failed_join_exits_1_with_kubeadms_reason(joined: Joined, name: str, message: str) -> None:
     result = joined.results[name]
     assert result.returncode == 1, result.stdout
-    run = joined.box.store.get_run(joined.runs[name])
-    assert run.status == "failed"
-    assert message in run.error
-    assert "\n" not in run.error
+    status, error = joined.ended[name]
+    assert status == "failed"
+    assert message in error
+    assert "\n" not in error
 
 
 def test_failed_joins_left_no_file_on_the_node(joined: Joined) -> None:
