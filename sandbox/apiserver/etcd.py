@@ -272,26 +272,31 @@ class Watch:
         self.closed = False
 
     def __iter__(self) -> Iterator[WatchResponse]:
+        while not self.closed:
+            line = self._readline()
+            if not line:
+                return
+            if not line.strip():
+                continue
+            result = (json.loads(line).get("result") or {})
+            if result.get("created"):
+                continue
+            if result.get("canceled"):
+                if result.get("compact_revision"):
+                    raise Compacted(int(result["compact_revision"]))
+                raise EtcdError(f"etcd cancelled the watch: {result.get('cancel_reason', '')}")
+            events = [Event(e.get("type", "PUT"), _kv(e["kv"]), _kv(e["prev_kv"]) if e.get("prev_kv") else None)
+                      for e in result.get("events") or []]
+            yield WatchResponse(int((result.get("header") or {}).get("revision", 0)), events)
+
+    def _readline(self) -> bytes:
+        """The next line of the stream; b"" once closed (whatever a read on a closed connection raises)."""
         try:
-            while not self.closed:
-                line = self._resp.readline()
-                if not line:
-                    return
-                if not line.strip():
-                    continue
-                result = (json.loads(line).get("result") or {})
-                if result.get("created"):
-                    continue
-                if result.get("canceled"):
-                    if result.get("compact_revision"):
-                        raise Compacted(int(result["compact_revision"]))
-                    raise EtcdError(f"etcd cancelled the watch: {result.get('cancel_reason', '')}")
-                events = [Event(e.get("type", "PUT"), _kv(e["kv"]), _kv(e["prev_kv"]) if e.get("prev_kv") else None)
-                          for e in result.get("events") or []]
-                yield WatchResponse(int((result.get("header") or {}).get("revision", 0)), events)
-        except (OSError, ValueError, http.client.HTTPException) as e:
-            if not self.closed:
-                raise Unavailable(f"etcd watch stream broke: {e}") from None
+            return self._resp.readline()
+        except Exception as e:
+            if self.closed:
+                return b""
+            raise Unavailable(f"etcd watch stream broke: {e}") from None
 
     def close(self) -> None:
         self.closed = True

@@ -83,7 +83,7 @@ class Mirror:
                 self._follow()
             except etcd.Compacted:
                 self.log("mirror: watch of etcd fell behind a compaction; listing again")
-            except etcd.EtcdError as e:
+            except Exception as e:  # etcd gone, a broken stream: the cache must outlive it
                 if not self._stop.is_set():
                     self.log(f"mirror: etcd watch failed: {e}; listing again in {RETRY:.0f}s")
                     self._stop.wait(RETRY)
