@@ -23,6 +23,10 @@ Two kinds of unit:
   kubelet``). One stopped on purpose (``SandboxKubelet.stop`` leaves a mark, as ``systemctl stop``
   leaves a unit inactive) stays stopped until something starts it.
 
+``stop_unit`` is ``systemctl stop`` for a command unit: it marks the unit stopped on purpose
+(``DIR/stopped/<unit>``) and ends its process group; the supervisor leaves it dead until ``start_unit``
+removes the mark (a test replacing the control worker by one of its own does that).
+
 A dead unit restarts after ``RESTART_SEC``, doubled for each start that lived less than ``STABLE_SEC``, up
 to ``MAX_RESTART_SEC``. On SIGTERM the supervisor exits and leaves its units running: ``sandbox down``
 stops it first, then everything it ran, so nothing is restarted behind ``down``'s back.
@@ -48,6 +52,7 @@ from kubeboot.tasks.fsutil import atomic_write
 
 SPEC_FILE = "supervise.json"
 STATE_FILE = "supervise-state.json"
+STOPPED_DIR = "stopped"
 POLL_SEC = 0.2
 RESTART_SEC = 1.0
 MAX_RESTART_SEC = 10.0
@@ -94,7 +99,8 @@ class Unit:
         """What is left of a dead unit, killed before it starts again."""
 
     def state(self) -> dict[str, Any]:
-        return {"pid": self.pid(), "restarts": self.restarts, "active": self.due is None and self.pid() > 0}
+        pid = self.pid()
+        return {"pid": pid, "restarts": self.restarts, "active": self.due is None and pid > 0 and self.died() is None}
 
 
 @dataclass
@@ -193,6 +199,9 @@ class Supervisor:
     def tick(self, now: float) -> None:
         """One pass: notice deaths, schedule restarts with backoff, start those due."""
         for unit in self.units:
+            if (self.dir / STOPPED_DIR / unit.name).exists():
+                unit.due = None  # stopped on purpose: inactive until started again
+                continue
             if unit.due is None:
                 how = unit.died()
                 if how is None:
@@ -224,6 +233,23 @@ class Supervisor:
         while not stop.wait(POLL_SEC):
             self.tick(time.monotonic())
         log.info("Stopping the supervisor; units are left running.")
+
+
+def stop_unit(directory: Path, name: str, sig: int = signal.SIGTERM) -> int:
+    """``systemctl stop``: mark the unit stopped on purpose, then send ``sig`` to its process group; its pid."""
+    marks = directory / STOPPED_DIR
+    marks.mkdir(parents=True, exist_ok=True)
+    (marks / name).touch()
+    pid = int(((read_state(directory).get("units") or {}).get(name) or {}).get("pid") or 0)
+    if pid > 0:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+    return pid
+
+
+def start_unit(directory: Path, name: str) -> None:
+    """``systemctl start`` of a unit ``stop_unit`` stopped: the supervisor starts it on its next pass."""
+    (directory / STOPPED_DIR / name).unlink(missing_ok=True)
 
 
 def read_state(directory: Path) -> dict[str, Any]:

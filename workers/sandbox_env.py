@@ -145,6 +145,7 @@ class SandboxEnv:
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in ("supervise-state.json", "supervise.json"):
             (self.dir / stale).unlink(missing_ok=True)
+        shutil.rmtree(self.dir / "stopped", ignore_errors=True)  # units an earlier sandbox stopped on purpose
         box = Sandbox(dir=str(self.dir), indices=reserve_cluster_indices(clusters, str(self.dir), _owner_alive))
         box.save()
         for c, index in enumerate(box.indices):

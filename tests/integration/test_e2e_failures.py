@@ -9,8 +9,6 @@ faults.py, ``--include faults``): a barrier holds the run at a known phase while
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
 import signal
 import socket
 from pathlib import Path
@@ -33,10 +31,11 @@ def _running(pid: int) -> bool:
 
 
 def _faulty_control_worker(box: Any, fault: dict[str, Any]) -> None:
-    """Kill the sandbox's control worker (its whole group) and start one with ``fault`` in its place."""
-    pid = int(box.record()["control_pid"])
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+    """Stop the sandbox's control worker (its whole group; stopped on purpose, so the sandbox's supervisor
+    does not bring it back) and start one with ``fault`` in its place."""
+    from kubeboot.sandbox.supervise import stop_unit
+
+    pid = stop_unit(box.sandbox_dir, "control-worker", signal.SIGKILL)
     box.wait_for("the sandbox's control worker to be gone", lambda: not _running(pid))
     box.faults = [fault]
     box.spawn("control-faulty", "worker", "control", "--concurrency", "1", "--name", "control-faulty",

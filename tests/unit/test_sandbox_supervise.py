@@ -25,6 +25,8 @@ from kubeboot.sandbox.supervise import (
     exit_text,
     load_units,
     read_state,
+    start_unit,
+    stop_unit,
 )
 
 # A main process that starts a child in its own process group, then sleeps: a Celery worker in small.
@@ -146,3 +148,19 @@ def test_units_are_read_from_the_spec_file(tmp_path: Path) -> None:
     assert [(u.name, type(u).__name__) for u in units] == [("control-worker", "CommandUnit"),
                                                             ("kubelet-sb1-cp1", "KubeletUnit")]
     assert read_state(tmp_path) == {}
+
+
+def test_a_unit_stopped_on_purpose_stays_stopped_until_it_is_started(supervisor: Supervisor) -> None:
+    unit = unit_of(supervisor)
+    supervisor.start_all(now=0.0)
+    first = unit.pid()
+    assert stop_unit(supervisor.dir, "worker", signal.SIGKILL) == first
+    wait_until("the main process to die", lambda: unit.proc is not None and unit.proc.poll() is not None)
+    for now in (10.0, 20.0, 100.0):
+        supervisor.tick(now)
+    assert unit.pid() == first and unit.restarts == 0 and unit.due is None
+    assert read_state(supervisor.dir)["units"]["worker"]["active"] is False
+    start_unit(supervisor.dir, "worker")
+    supervisor.tick(200.0)
+    supervisor.tick(200.0 + RESTART_SEC)
+    assert unit.pid() != first and unit.died() is None
