@@ -50,6 +50,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class LearnerBusy(TemporaryError):
+    """Another node's learner is catching up: this join gives its turn back while it waits, so the
+    join that owns that learner (a stale one of a dead attempt, resumed) can take the turn and finish."""
+
+
 # --- talking to etcd ------------------------------------------------------------------------------
 
 
@@ -177,8 +182,8 @@ def _add_learner(ctx: JoinNodeContext, client: ec.EtcdClient, cfg: InitConfig, p
         if ec.TOO_MANY_LEARNERS in str(e):
             learners = ", ".join(f"{mem.name or mem.hex_id} ({mem.peer_urls[0]})" for mem in client.members()
                                  if mem.is_learner)
-            raise TemporaryError(f"etcd has a learner member still catching up ({learners}); etcd admits one at "
-                                 f"a time: {e}", 5.0) from None
+            raise LearnerBusy(f"etcd has a learner member still catching up ({learners}); etcd admits one at "
+                              f"a time: {e}", 5.0) from None
         if ec.PEER_URL_EXISTS not in str(e):
             raise TemporaryError(f"could not add the etcd member {peer}: {e}", RETRY) from None
         members = client.members()  # added by this very attempt, whose answer was lost
@@ -261,7 +266,7 @@ def run_etcd_join(ctx: JoinNodeContext) -> None:
         raise TemporaryError(f"waiting for the etcd membership turn: {holder}", RETRY)
     try:
         join_etcd(ctx, cfg)
-    except PermanentError:
+    except (PermanentError, LearnerBusy):
         if ctx.turn is not None:
             ctx.turn.release()
         raise

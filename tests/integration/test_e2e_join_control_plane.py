@@ -1,10 +1,11 @@
-"""Control-plane joins on an HA sandbox cluster (3 control planes behind the sandbox's load balancer, 1
-worker), end to end: the two control-plane joins submitted at the same moment, the node worker of one
-SIGKILLed during its etcd join, then a worker joined through the load balancer. Read back as a user
-would: Nodes with their role labels and taints through the official client, etcd's member list read
-with the cluster's healthcheck-client certificate (one started voting member per control-plane node,
-no learner), an object written through one API server read through every other, each joined node's
-manifests valid (kubernetes-validate) and carrying the node's own name and address.
+"""Control-plane joins on an HA sandbox cluster (3 control planes behind the sandbox's load balancer, 2
+workers), end to end: a stale etcd learner left by a dead attempt of cp3, then the two control-plane joins
+submitted at the same moment, the node worker of one SIGKILLed during its etcd join, then both workers
+joined at once through the load balancer. Read back as a user would: Nodes with their role labels and
+taints through the official client, etcd's member list read with the cluster's healthcheck-client
+certificate (one started voting member per control-plane node, the stale learner reused, no learner
+left), an object written through one API server read through every other, each joined node's manifests
+valid (kubernetes-validate) and carrying the node's own name and address.
 
 Before the real joins, what a user gets wrong on a control-plane join fails with one line and writes
 nothing: a wrong certificate key, an expired (deleted) kubeadm-certs Secret.
@@ -32,7 +33,7 @@ from kubeboot.tasks.etcdclient import EtcdClient, Member
 
 pytestmark = [pytest.mark.integration]
 
-CP1, CP2, CP3, W1 = "sb1-cp1", "sb1-cp2", "sb1-cp3", "sb1-w1"
+CP1, CP2, CP3, W1, W2 = "sb1-cp1", "sb1-cp2", "sb1-cp3", "sb1-w1", "sb1-w2"
 CPS = (CP1, CP2, CP3)
 
 
@@ -46,6 +47,7 @@ class HA:
     results: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
     runs: dict[str, str] = field(default_factory=dict)
     killed: str = ""
+    stale_learner: int = 0
     files_after_failures: list[str] = field(default_factory=list)
 
 
@@ -85,7 +87,7 @@ def _admin(h: HA, server_node: str) -> client.ApiClient:
 def ha(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[HA]:
     box = e2e.SandboxCluster(tmp_path_factory.mktemp("e2e-cp-join"))
     try:
-        box.up("--control-planes", "3", "--workers", "1")
+        box.up("--control-planes", "3", "--workers", "2")
         result, _ = box.init("--upload-certs")
         printed = e2e.JoinCommand.parse(result.stdout)
         endpoint = re.search(r"kubeadm join (\S+) --token", result.stdout).group(1)
@@ -99,6 +101,8 @@ def ha(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[HA]:
                          "--root", str(box.node_root(CP1)))
         assert upload.returncode == 0, upload.stderr
         h.key = re.findall(r"\b[0-9a-f]{64}\b", upload.stdout)[-1]
+        # A join of cp3 that died right after adding its learner left it behind.
+        h.stale_learner = _etcd(h).add_learner(f"https://{box.address(CP3)}:2380")[0].id
         # Two control-plane joins at the same moment; one node worker is killed during its etcd join.
         procs = {n: subprocess.Popen(box.command(*_cp_join(h, n, "-o", "json")), env=box.env, cwd=box.dir,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (CP2, CP3)}
@@ -122,18 +126,27 @@ def ha(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[HA]:
         for n in (CP2, CP3):
             box.wait_for(f"the join of {n}", lambda n=n: box.store.run_status(h.runs[n]) in ("succeeded", "failed"),
                          deadline=300)
-        h.results["w1"] = box.cli("submit", "join", h.endpoint, "--token", h.token, "--discovery-token-ca-cert-hash",
-                                  h.ca_hash, "--node-name", W1, "--ignore-preflight-errors", "all", "--wait")
+        workers = {n: subprocess.Popen(box.command(
+            "submit", "join", h.endpoint, "--token", h.token, "--discovery-token-ca-cert-hash", h.ca_hash,
+            "--node-name", n, "--ignore-preflight-errors", "all", "--wait"), env=box.env, cwd=box.dir,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (W1, W2)}
+        for n, proc in workers.items():
+            out, err = proc.communicate(timeout=300)
+            h.results[n] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
         yield h
     finally:
         e2e.stop_sandbox(box)
 
 
-def _members(h: HA) -> list[Member]:
+def _etcd(h: HA) -> EtcdClient:
+    """etcd as its operator reads it: the cluster's healthcheck-client certificate."""
     pki = h.box.node_root(CP1) / "etc/kubernetes/pki/etcd"
-    etcd = EtcdClient([f"https://{h.box.address(n)}:2379" for n in CPS], (pki / "ca.crt").read_bytes(),
+    return EtcdClient([f"https://{h.box.address(n)}:2379" for n in CPS], (pki / "ca.crt").read_bytes(),
                       (pki / "healthcheck-client.crt").read_bytes(), (pki / "healthcheck-client.key").read_bytes())
-    return etcd.members()
+
+
+def _members(h: HA) -> list[Member]:
+    return _etcd(h).members()
 
 
 # --- the joins --------------------------------------------------------------------------------------
@@ -151,10 +164,16 @@ def test_the_join_whose_worker_was_killed_finished_on_its_own(ha: HA) -> None:
     assert ha.box.store.get_run(ha.runs[ha.killed]).status == "succeeded"
 
 
-def test_the_worker_joins_through_the_load_balancer(ha: HA) -> None:
-    assert ha.results["w1"].returncode == 0, ha.results["w1"].stderr
-    conf = yaml.safe_load((ha.box.node_root(W1) / "etc/kubernetes/kubelet.conf").read_text())
+@pytest.mark.parametrize("node", [W1, W2])
+def test_workers_joined_at_once_join_through_the_load_balancer(ha: HA, node: str) -> None:
+    assert ha.results[node].returncode == 0, ha.results[node].stderr
+    conf = yaml.safe_load((ha.box.node_root(node) / "etc/kubernetes/kubelet.conf").read_text())
     assert conf["clusters"][0]["cluster"]["server"] == f"https://{ha.endpoint}"
+
+
+def test_the_stale_learner_of_cp3_was_reused_not_added_twice(ha: HA) -> None:
+    cp3 = [m for m in _members(ha) if f"https://{ha.box.address(CP3)}:2380" in m.peer_urls]
+    assert [m.id for m in cp3] == [ha.stale_learner]
 
 
 def test_etcd_has_one_started_voting_member_per_control_plane_node_and_no_learner(ha: HA) -> None:
@@ -167,11 +186,11 @@ def test_etcd_has_one_started_voting_member_per_control_plane_node_and_no_learne
 
 def test_every_node_is_ready_with_its_role_labels_and_taints(ha: HA) -> None:
     nodes = {n.metadata.name: n for n in client.CoreV1Api(ha.box.api()).list_node().items}
-    assert set(nodes) == {*CPS, W1}
+    assert set(nodes) == {*CPS, W1, W2}
     for name, node in nodes.items():
         assert [c.status for c in node.status.conditions if c.type == "Ready"] == ["True"], name
         taints = [(t.key, t.effect) for t in node.spec.taints or []]
-        if name == W1:
+        if name in (W1, W2):
             assert taints == [] and "node-role.kubernetes.io/control-plane" not in node.metadata.labels
         else:
             assert taints == [("node-role.kubernetes.io/control-plane", "NoSchedule")], name

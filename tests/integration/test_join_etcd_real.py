@@ -268,3 +268,20 @@ def test_the_etcd_client_speaks_the_gateway(cluster: Cluster) -> None:
     with pytest.raises(ec.EtcdError, match="can only promote a learner member which is in sync with leader"):
         client.promote(added.id)
     assert [m.id for m in client.remove(added.id)] == [cp1.id]
+
+
+def test_a_join_blocked_by_another_nodes_stale_learner_gives_its_turn_back(cluster: Cluster) -> None:
+    """cp3 died right after MemberAdd; cp2 comes first: it must not hold the turn while it waits, or cp3's
+    resumed join could never take it to finish its own learner."""
+    cp2, cp3 = cluster.joiner("cp2"), cluster.joiner("cp3")
+    cp2.turn, cp3.turn = MemoryTurn("run-2"), MemoryTurn("run-3")
+    cluster.client().add_learner(f"https://{ADDRS['cp3']}:2380")
+    assert "etcd has a learner member still catching up" in cluster.attempt(cp2)
+    assert MemoryTurn.holder == ""
+    cluster.until_added(cp3)
+    cluster.run_manifest("cp3")
+    cluster.until_joined(cp3)
+    cluster.until_added(cp2)
+    cluster.run_manifest("cp2")
+    cluster.until_joined(cp2)
+    assert voters(cluster) == {"cp1": False, "cp2": False, "cp3": False}
