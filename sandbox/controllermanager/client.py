@@ -16,35 +16,17 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import kubernetes.client as k8s
 from kubernetes.client.rest import ApiException
 
+# The kubeconfig is read in ``rest`` (light enough for the scheduler); load_access is used through this module.
+from kubeboot.sandbox.controllermanager.rest import ClusterAccess, load_access  # noqa: F401
 from kubeboot.sandbox.controllermanager.satokens import TokenSource
-from kubeboot.tasks import kubeconfig as kc
 
 NAMESPACE = "kube-system"
-
-
-@dataclass(frozen=True)
-class ClusterAccess:
-    server: str
-    ca_pem: bytes
-    cert_pem: bytes
-    key_pem: bytes
-    token: str
-
-
-def load_access(path: str) -> ClusterAccess:
-    text = Path(path).read_text()
-    conf = kc.parse(text)
-    ca = conf.ca_data
-    if not ca and conf.ca_file:
-        ca = Path(conf.ca_file).read_bytes()
-    return ClusterAccess(conf.server, ca, conf.client_cert_data, conf.client_key_data, conf.token)
 
 
 class Credentials:

@@ -127,8 +127,7 @@ def run(flags: Flags, stop: threading.Event) -> int:
                     flags, LEASE_NAME, leaderelection.identity(), release_on_cancel=False)
             except ValueError as e:
                 raise StartError(f"invalid leader election flags: {e}") from None
-            lock = leaderelection.LeaseLock(creds.own_client(), config.namespace, config.name,
-                                            config.renew_deadline / 2)
+            lock = leaderelection.LeaseLock(creds.access, config.namespace, config.name, config.renew_deadline / 2)
             elector = leaderelection.LeaderElector(lock, config)
         return _serve(flags, creds, factories, elector, stop, sa_key_file if use_sa else "")
     finally:

@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 
-from kubeboot.sandbox.controllermanager import client, health, klog, leaderelection
+from kubeboot.sandbox.controllermanager import health, klog, leaderelection, rest
 from kubeboot.sandbox.controllermanager.flags import Flags
 
 SCHEDULER_PORT = 10259
@@ -24,10 +24,10 @@ LEASE_NAME = "kube-scheduler"
 log = logging.getLogger("scheduler")
 
 
-def elector(flags: Flags, creds: client.Credentials) -> leaderelection.LeaderElector:
+def elector(flags: Flags, access: rest.ClusterAccess) -> leaderelection.LeaderElector:
     config = leaderelection.ElectionConfig.from_flags(flags, LEASE_NAME, leaderelection.identity(),
                                                       release_on_cancel=True)
-    lock = leaderelection.LeaseLock(creds.own_client(), config.namespace, config.name, config.renew_deadline / 2)
+    lock = leaderelection.LeaseLock(access, config.namespace, config.name, config.renew_deadline / 2)
     return leaderelection.LeaderElector(lock, config)
 
 
@@ -40,13 +40,10 @@ def main(argv: list[str]) -> int:
     elect = flags.boolean("leader-elect", default=True) and bool(flags.get("kubeconfig"))
     log.info('"Starting emulated kube-scheduler" (sandbox: health and leader election) leaderElect=%s',
              str(elect).lower())
-    creds = client.Credentials(client.load_access(flags.get("kubeconfig"))) if elect else None
     try:
-        candidate = elector(flags, creds) if creds is not None else None
+        candidate = elector(flags, rest.load_access(flags.get("kubeconfig"))) if elect else None
     except ValueError as e:
         log.error('"invalid leader election flags" err="%s"', e)
-        if creds is not None:
-            creds.close()
         return 1
     checks: dict[str, health.Check] = {"leaderElection": candidate.check} if candidate else {}
     server = health.serve(flags.bind_address(), flags.port(SCHEDULER_PORT), checks)
@@ -61,8 +58,6 @@ def main(argv: list[str]) -> int:
         return 1
     finally:
         server.shutdown()
-        if creds is not None:
-            creds.close()
 
 
 if __name__ == "__main__":
