@@ -1,4 +1,4 @@
-"""`kubeboot submit join` of worker nodes on a sandbox cluster (1 control plane + 3 workers), end to end,
+"""`kubeboot submit join` of worker nodes on a sandbox cluster (1 control plane + 4 workers), end to end,
 read back as a kubeadm user would: the official ``kubernetes`` client over TLS lists the Nodes with
 their labels and taints, each joined node's files are checked (kubelet.conf on the rotating client
 certificate, no bootstrap token left, the cluster CA), and the errors a user meets are one clear line.
@@ -26,7 +26,7 @@ from kubernetes import client
 
 pytestmark = [pytest.mark.integration]
 
-CP, W1, W2, W3 = "sb1-cp1", "sb1-w1", "sb1-w2", "sb1-w3"
+CP, W1, W2, W3, W4 = "sb1-cp1", "sb1-w1", "sb1-w2", "sb1-w3", "sb1-w4"
 V4 = "kubeadm.k8s.io/v1beta4"
 LABELS = {"topology.example.com/zone": "z1", "tier": "batch"}
 TAINTS = [{"key": "dedicated", "value": "batch", "effect": "NoSchedule"}, {"key": "gpu", "effect": "NoExecute"}]
@@ -99,7 +99,7 @@ def _worker_pids(node: str) -> list[int]:
 def joined(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[Joined]:
     box = e2e.SandboxCluster(tmp_path_factory.mktemp("e2e-join"))
     try:
-        box.up("--control-planes", "1", "--workers", "3")
+        box.up("--control-planes", "1", "--workers", "4")
         # Initialised without a controlPlaneEndpoint: workers need none, a control-plane join is refused.
         docs = list(yaml.safe_load_all(box.config_path().read_text()))
         docs[1].pop("controlPlaneEndpoint")
@@ -146,6 +146,10 @@ def joined(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[Joine
             os.killpg(pid, signal.SIGKILL)
             c.killed = True
         box.wait_run(run_id)
+        # W4 joins in process, no broker: `kubeboot join phase all` on its root (its kubelet already runs).
+        c.results["local-all"] = box.cli("join", "phase", "all", c.endpoint, "--token", c.join.token,
+                                         "--discovery-token-ca-cert-hash", c.join.ca_hash, "--node-name", W4,
+                                         "--ignore-preflight-errors", "all", "--root", str(box.node_root(W4)))
         # A second join of a joined node converges: nothing new is minted.
         c.results["w1-before-again"] = subprocess.CompletedProcess([], 0, json.dumps(_files(box.node_root(W1))), "")
         _run(c, "w1-again", *_flags(c, W1), "--wait")
@@ -185,9 +189,23 @@ def test_the_killed_join_finished_by_itself_when_its_worker_came_back(joined: Jo
     assert run.status == "succeeded", joined.box.logs()
 
 
+def test_join_phase_all_joins_a_node_in_process(joined: Joined) -> None:
+    result = joined.results["local-all"]
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    lines = result.stdout.splitlines()
+    assert lines[0] == "[preflight] Running pre-flight checks"
+    order = [line for line in lines if line.startswith("[kubelet-start]")]
+    writing = "[kubelet-start] Writing kubelet"
+    assert order[:3] == [f'{writing} configuration to file "/var/lib/kubelet/instance-config.yaml"',
+                         f'{writing} configuration to file "/var/lib/kubelet/config.yaml"',
+                         f'{writing} environment file with flags to file "/var/lib/kubelet/kubeadm-flags.env"']
+    assert "This node has joined the cluster:" in result.stdout
+    assert not (joined.box.node_root(W4) / "etc/kubernetes/bootstrap-kubelet.conf").exists()
+
+
 def test_every_node_is_ready_through_the_official_client(joined: Joined) -> None:
     nodes = {n.metadata.name: n for n in client.CoreV1Api(joined.api).list_node().items}
-    assert set(nodes) == {CP, W1, W2, W3}
+    assert set(nodes) == {CP, W1, W2, W3, W4}
     for name, node in nodes.items():
         ready = [cond.status for cond in node.status.conditions if cond.type == "Ready"]
         assert ready == ["True"], name
