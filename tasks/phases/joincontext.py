@@ -70,7 +70,14 @@ def stored_cluster(join: JoinConfig, secrets_get: Callable[[str], bytes | None])
         return None
     docs = json.loads(raw)
     cluster = ClusterConfiguration.model_validate(docs["ClusterConfiguration"])
-    return join.init_config(cluster, docs.get("kubelet") or {})
+    cfg = join.init_config(cluster, docs.get("kubelet") or {})
+    if join.is_control_plane and not cfg.advertise_address:
+        # kubeadm: "found advertiseAddress empty; using default interface's IP address", chosen on the
+        # joining node itself (this runs there), not where the join was submitted.
+        from kubeboot.config.loader import default_advertise_address
+
+        cfg.init.localAPIEndpoint.advertiseAddress = default_advertise_address()
+    return cfg
 
 
 def config_for(join: JoinConfig, secrets_get: Callable[[str], bytes | None]) -> InitConfig:

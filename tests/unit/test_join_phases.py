@@ -144,3 +144,18 @@ def test_the_join_init_config_keeps_the_clusters_kubelet_document(tmp_path: Path
     cfg = join_cfg().init_config(ClusterConfiguration(clusterName="c"), {"kind": "KubeletConfiguration",
                                                                          "maxPods": 50})
     assert cfg.kubelet["maxPods"] == 50 and cfg.cluster.clusterName == "c"
+
+
+def test_a_control_plane_without_an_advertise_address_takes_the_nodes_default_interface() -> None:
+    import json
+
+    from kubeboot.config.loader import default_advertise_address
+    from kubeboot.config.models import dump
+    from kubeboot.tasks.phases.joincontext import stored_cluster
+
+    join = join_cfg(controlPlane={})
+    raw = json.dumps({"ClusterConfiguration": dump(ClusterConfiguration(clusterName="c"))}).encode()
+    cfg = stored_cluster(join, lambda _name: raw)
+    assert cfg is not None and cfg.advertise_address == default_advertise_address() != ""
+    worker = stored_cluster(join_cfg(), lambda _name: raw)
+    assert worker is not None and worker.advertise_address == ""  # a worker serves no API
