@@ -17,8 +17,8 @@ NO_LOCK: Final = f"{PREFIX}no-lock"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no ':' so one name cannot forge another's key
 
 # The kinds of run. A run records the cluster lock it holds (if any) when it is created, so the kind
-# does not decide it: an init holds the cluster's init lock, a control-plane join would hold the
-# join-control-plane lock, a worker join none; a cluster or batch run is a parent whose child runs
+# does not decide it: an init holds the cluster's init lock, a join none (its etcd-join phase takes
+# the cluster's etcd-member turn, ``tasks.joinrun``); a cluster or batch run is a parent whose child runs
 # (``tasks.state.parents``) hold theirs.
 RUN_KINDS: Final = ("init", "join", "cluster", "batch")
 PARENTS_DUE: Final = f"{PREFIX}parents:due"
