@@ -64,6 +64,10 @@ def signed_data(cm_data: dict[str, str], tokens: dict[str, str]) -> dict[str, st
 class BootstrapSigner(Controller):
     name = "bootstrapsigner"
     account = "bootstrap-signer"
+    # The real one's informers: token Secrets of kube-system and the cluster-info ConfigMap.
+    watches = ((f"/api/v1/namespaces/{NAMESPACE}/secrets", {"fieldSelector": f"type={bt.SECRET_TYPE}"}),
+               (f"/api/v1/namespaces/{PUBLIC_NAMESPACE}/configmaps",
+                {"fieldSelector": f"metadata.name={CLUSTER_INFO}"}))
 
     def sync(self) -> None:
         core = k8s.CoreV1Api(self.api)

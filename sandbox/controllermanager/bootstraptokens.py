@@ -47,6 +47,13 @@ def parse_rfc3339(text: str) -> datetime | None:
     return when if when.tzinfo is not None else None
 
 
+def next_expiration(secrets: list[dict[str, Any]], now: datetime) -> datetime | None:
+    """The soonest expiration still ahead among the token Secrets (when a token cleaner has work next)."""
+    ahead = [when for s in secrets if is_token_secret(s)
+             for when in [parse_rfc3339(data(s, "expiration"))] if when is not None and when > now]
+    return min(ahead, default=None)
+
+
 def has_expired(secret: dict[str, Any], now: datetime) -> bool:
     """GetExpiration's ``isExpired``: no expiration never expires; unparseable is expired."""
     expiration = data(secret, "expiration")

@@ -71,6 +71,7 @@ def with_approval(csr: dict[str, Any], message: str) -> dict[str, Any]:
 class CSRApprover(Controller):
     name = "csrapproving"
     account = "certificate-controller"
+    watches = (("/apis/certificates.k8s.io/v1/certificatesigningrequests", {}),)
 
     def __init__(self, api: k8s.ApiClient) -> None:
         super().__init__(api)

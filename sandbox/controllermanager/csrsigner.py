@@ -156,6 +156,7 @@ def issued(csr: dict[str, Any], cert: x509.Certificate) -> dict[str, Any]:
 class CSRSigner(Controller):
     name = "csrsigning"
     account = "certificate-controller"
+    watches = (("/apis/certificates.k8s.io/v1/certificatesigningrequests", {}),)
     SIGNERS = frozenset({csrs.KUBELET_CLIENT_SIGNER, csrs.APISERVER_CLIENT_SIGNER, csrs.KUBELET_SERVING_SIGNER,
                          csrs.LEGACY_UNKNOWN_SIGNER})
 

@@ -7,6 +7,7 @@ same name meanwhile is not deleted; NotFound and Conflict mean someone else alre
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,11 +33,16 @@ class TokenCleaner(Controller):
     name = "tokencleaner"
     account = "token-cleaner"
     interval = 1.0
+    watches = ((f"/api/v1/namespaces/{NAMESPACE}/secrets", {"fieldSelector": f"type={bt.SECRET_TYPE}"}),)
 
     def sync(self) -> None:
         core = k8s.CoreV1Api(self.api)
         secrets = items(core.list_namespaced_secret(NAMESPACE, _preload_content=False))
-        for name, uid in expired_tokens(secrets, datetime.now(UTC)):
+        now = datetime.now(UTC)
+        # As the real one queues each token again at its expiration: the next pass is then.
+        soonest = bt.next_expiration(secrets, now)
+        self.wake_at = None if soonest is None else time.monotonic() + (soonest - now).total_seconds()
+        for name, uid in expired_tokens(secrets, now):
             options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
             if uid:
                 options["preconditions"] = {"uid": uid}

@@ -1,7 +1,9 @@
 """Mirror Pods: the API server's view of a node's static Pods, kept by the kubelet.
 
 Reads: the supervisor's static Pods and their status; the node's Pods in the API server (field selector
-``spec.nodeName=<node>``). Writes: Pods (create, delete) and ``pods/<name>/status`` through the API server.
+``spec.nodeName=<node>``), from the kubelet's pod informer (a list then a watch, as the real kubelet's
+API pod source) once it has synced, by a list before. Writes: Pods (create, delete) and
+``pods/<name>/status`` through the API server.
 
 As the kubelet (pkg/kubelet/pod/mirror_client.go and the status manager): a mirror Pod is the static
 Pod with ``spec.nodeName`` set, the annotations ``kubernetes.io/config.hash`` / ``config.mirror`` (the
@@ -19,6 +21,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from kubeboot.sandbox.informer import Informer
 from kubeboot.sandbox.kubelet.staticpods import StaticPod
 
 MIRROR = "kubernetes.io/config.mirror"
@@ -68,10 +71,14 @@ class MirrorPods:
         self.address = address
         self._posted: dict[str, dict[str, Any]] = {}
 
-    def sync(self, core: client.CoreV1Api, node_uid: str, pods: list[tuple[StaticPod, dict[str, Any]]]) -> None:
-        listed = json.loads(core.list_pod_for_all_namespaces(
-            field_selector=f"spec.nodeName={self.node_name}", _preload_content=False).data)
-        existing = {(p["metadata"].get("namespace", ""), p["metadata"]["name"]): p for p in listed.get("items") or []
+    def sync(self, core: client.CoreV1Api, node_uid: str, pods: list[tuple[StaticPod, dict[str, Any]]],
+             informer: Informer | None = None) -> None:
+        if informer is not None and informer.synced.is_set():
+            node_pods = informer.items()
+        else:
+            node_pods = json.loads(core.list_pod_for_all_namespaces(
+                field_selector=f"spec.nodeName={self.node_name}", _preload_content=False).data).get("items") or []
+        existing = {(p["metadata"].get("namespace", ""), p["metadata"]["name"]): p for p in node_pods
                     if MIRROR in (p["metadata"].get("annotations") or {})}
         wanted = set()
         for pod, entry in pods:
@@ -82,8 +89,7 @@ class MirrorPods:
                 self._delete(core, *key)
                 current = None
             if current is None:
-                core.create_namespaced_pod(pod.namespace, mirror_pod(pod, self.node_name, node_uid),
-                                           _preload_content=False)
+                self._create(core, pod.namespace, mirror_pod(pod, self.node_name, node_uid))
                 self._posted.pop(pod.name, None)
             status = pod_status(entry, self.address)
             if self._posted.get(pod.name) != status:
@@ -93,6 +99,14 @@ class MirrorPods:
         for key in existing.keys() - wanted:
             self._delete(core, *key)
             self._posted.pop(key[1], None)
+
+    @staticmethod
+    def _create(core: client.CoreV1Api, namespace: str, body: dict[str, Any]) -> None:
+        try:
+            core.create_namespaced_pod(namespace, body, _preload_content=False)
+        except ApiException as e:
+            if e.status != 409:  # made a moment ago, not in the informer's cache yet
+                raise
 
     @staticmethod
     def _delete(core: client.CoreV1Api, namespace: str, name: str) -> None:

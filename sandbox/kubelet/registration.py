@@ -9,7 +9,8 @@ As the kubelet (pkg/kubelet/kubelet_node_status.go): create the Node with its la
 (``kubernetes.io/hostname``, ``kubernetes.io/os``, ``kubernetes.io/arch`` and their beta twins) and
 status (addresses InternalIP + Hostname, conditions, nodeInfo, capacity); when it exists already, patch
 its labels and status; then every ``HEARTBEAT_SECONDS`` patch ``nodes/<name>/status`` (strategic merge)
-with fresh condition heartbeats; and keep the mirror Pods of the static Pods (``mirrorpods``). While no
+with fresh condition heartbeats; and keep the mirror Pods of the static Pods (``mirrorpods``), the
+node's Pods known through a watch (``sandbox.informer``), not a list every pass. While no
 API server answers it retries quietly: the first failure and every change of failure are logged, not
 every attempt.
 """
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeboot.config import constants as c
+from kubeboot.sandbox.informer import Informer
 from kubeboot.sandbox.kubelet import kubeclient, kubeletflags, tlsbootstrap
 from kubeboot.sandbox.kubelet.launch import image_tag
 from kubeboot.sandbox.kubelet.layout import node_path
@@ -137,13 +139,26 @@ class NodeAgent:
         self.registered = False
         self.node_uid = ""
         self.mirrors = MirrorPods(node_name, address)
+        self.informer: Informer | None = None
         self._last_beat = 0.0
         self._errors: dict[str, str] = {}
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            self._attempt("node status", lambda: self.step(stop))
-            stop.wait(SYNC_SECONDS if self.registered else RETRY_SECONDS)
+        try:
+            while not stop.is_set():
+                self._attempt("node status", lambda: self.step(stop))
+                stop.wait(SYNC_SECONDS if self.registered else RETRY_SECONDS)
+        finally:
+            if self.informer is not None:
+                self.informer.stop()
+
+    def _pods_informer(self) -> Informer:
+        """The node's Pods, listed and watched with the kubelet's current credentials."""
+        if self.informer is None:
+            self.informer = Informer(lambda: kubeclient.api_client(self.root, KUBELET_CONF, self.address),
+                                     "/api/v1/pods", {"fieldSelector": f"spec.nodeName={self.node_name}"}, log)
+            self.informer.start("pods-informer")
+        return self.informer
 
     def _attempt(self, what: str, action: Callable[[], None]) -> bool:
         """Run ``action``; a failure (an API server not up yet, a refusal) is logged when it changes."""
@@ -180,7 +195,8 @@ class NodeAgent:
             elif time.monotonic() - self._last_beat >= HEARTBEAT_SECONDS:
                 self._heartbeat(core)
             if self.registered:
-                self._attempt("mirror pods", lambda: self.mirrors.sync(core, self.node_uid, self.pods()))
+                informer = self._pods_informer()
+                self._attempt("mirror pods", lambda: self.mirrors.sync(core, self.node_uid, self.pods(), informer))
 
     def _register(self, core: Any, api: Any) -> None:
         from kubernetes.client.rest import ApiException

@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from kubernetes import client
+from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from kubeboot.config import constants as c
@@ -45,7 +45,7 @@ NODES_GROUP = "system:nodes"
 BOOTSTRAP_CONF = f"{c.KUBERNETES_DIR}/{c.BOOTSTRAP_KUBELET_CONF}"
 KUBELET_CONF = f"{c.KUBERNETES_DIR}/{c.KUBELET_CONF}"
 PENDING_KEY = f"{c.KUBELET_PKI_DIR}/kubelet-client.key.tmp"
-POLL_SECONDS = 0.5
+WATCH_SECONDS = 5  # the longest one watch of a CSR lasts before it is read and watched again
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
@@ -113,24 +113,57 @@ def _pending_key(root: Path) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
     return key
 
 
+def issued(csr: dict[str, Any]) -> bytes | None:
+    """The certificate of a CSR (raw JSON) once issued; a denied or failed request is an error."""
+    name = (csr.get("metadata") or {}).get("name", "")
+    status = csr.get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond.get("type") in ("Denied", "Failed") and cond.get("status") == "True":
+            raise RuntimeError(f"certificate signing request {name} {cond['type'].lower()}: {cond.get('message', '')}")
+    return base64.b64decode(status["certificate"]) if status.get("certificate") else None
+
+
 def signed_certificate(api: client.CertificatesV1Api, name: str, stop: threading.Event,
                        timeout: float | None = None) -> bytes | None:
     """Wait until the CSR ``name`` has its certificate (PEM); None when stopped meanwhile. A denied or
-    failed request, or none issued within ``timeout`` seconds, is an error."""
+    failed request, or none issued within ``timeout`` seconds, is an error.
+
+    As the kubelet's csr.WaitForCertificate: a read, then a watch of that one CSR (field selector on its
+    name) from the version read. Each watch asks at most ``WATCH_SECONDS``, so a stop or the deadline is
+    noticed; the next round reads again (a 410 or a broken stream costs one read)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while not stop.is_set():
         # Raw JSON, not the client's models: only the fields read here must be there.
         csr = json.loads(api.read_certificate_signing_request(name, _preload_content=False).data)
-        status = csr.get("status") or {}
-        for cond in status.get("conditions") or []:
-            if cond.get("type") in ("Denied", "Failed") and cond.get("status") == "True":
-                raise RuntimeError(f"certificate signing request {name} {cond['type'].lower()}: "
-                                   f"{cond.get('message', '')}")
-        if status.get("certificate"):
-            return base64.b64decode(status["certificate"])
-        if deadline is not None and time.monotonic() > deadline:
+        cert = issued(csr)
+        if cert is not None:
+            return cert
+        left = WATCH_SECONDS if deadline is None else min(WATCH_SECONDS, deadline - time.monotonic())
+        if left <= 0:
             raise TimeoutError(f"certificate signing request {name} not issued within {timeout:.0f}s")
-        stop.wait(POLL_SECONDS)
+        cert = _watch_for_certificate(api, name, csr["metadata"]["resourceVersion"], max(1, int(left)), stop)
+        if cert is not None:
+            return cert
+    return None
+
+
+def _watch_for_certificate(api: client.CertificatesV1Api, name: str, version: str, seconds: int,
+                           stop: threading.Event) -> bytes | None:
+    stream = watch.Watch()
+    try:
+        for event in stream.stream(api.list_certificate_signing_request, field_selector=f"metadata.name={name}",
+                                   resource_version=version, timeout_seconds=seconds):
+            if stop.is_set():
+                return None
+            if event.get("type") in ("ADDED", "MODIFIED"):
+                cert = issued(event["raw_object"])
+                if cert is not None:
+                    return cert
+    except ApiException as e:
+        if e.status != 410:  # expired: read again
+            raise
+    finally:
+        stream.stop()
     return None
 
 

@@ -171,6 +171,26 @@ def test_the_static_pods_have_mirror_pods_owned_by_the_node_with_their_status(sa
     assert etcd["metadata"]["annotations"]["kubernetes.io/config.mirror"] == uid
 
 
+def test_the_kubelet_learns_of_a_deleted_mirror_pod_from_its_watch_and_makes_it_again(sandbox: Sandbox) -> None:
+    """The real kubelet's pod source is a watch (field selector spec.nodeName), not a list every pass."""
+    core = k8s.CoreV1Api(sandbox.admin())
+    first = eventually(lambda: raw(core.read_namespaced_pod("kube-scheduler-cp1", "kube-system",
+                                                            _preload_content=False)), "the mirror pod", sandbox.logs)
+    [log] = sandbox.cp_root.glob("var/log/pods/kube-system_kube-apiserver-cp1_*/*/*.log")
+    start = len(log.read_text().splitlines())
+    core.delete_namespaced_pod("kube-scheduler-cp1", "kube-system", _preload_content=False)
+
+    def made_again() -> dict[str, Any] | None:
+        pod = raw(core.read_namespaced_pod("kube-scheduler-cp1", "kube-system", _preload_content=False))
+        return pod if pod["metadata"]["uid"] != first["metadata"]["uid"] else None
+
+    eventually(made_again, "the mirror pod made again", sandbox.logs)
+    time.sleep(2.0)  # two more passes of the kubelet's 1 s loop
+    lists = [line for line in log.read_text().splitlines()[start:]
+             if 'verb="GET"' in line and "/api/v1/pods?" in line and 'user="system:node:cp1"' in line]
+    assert lists == []
+
+
 def test_a_worker_with_only_a_bootstrap_kubeconfig_gets_a_node_certificate_and_a_ready_node(
         sandbox: Sandbox) -> None:
     admin = sandbox.admin()
