@@ -98,10 +98,15 @@ def detached_jws_valid(jws: str, payload: str, token_id: str, token_secret: str)
         return False
     if not isinstance(header, dict) or header.get("alg") != HS256:
         return False
+    return hmac.compare_digest(detached_jws(payload, token_id, token_secret).encode(), jws.encode())
+
+
+def detached_jws(payload: str, token_id: str, token_secret: str) -> str:
+    """The detached HS256 JWS of ``payload`` the bootstrap signer writes as ``jws-kubeconfig-<token id>``."""
     protected = _b64url(json.dumps({"alg": HS256, "kid": token_id}, separators=(",", ":"), sort_keys=True).encode())
     signing_input = f"{protected}.{_b64url(payload.encode())}".encode("ascii")
     signature = hmac.new(token_secret.encode(), signing_input, hashlib.sha256).digest()
-    return hmac.compare_digest(f"{protected}..{_b64url(signature)}".encode(), jws.encode())
+    return f"{protected}..{_b64url(signature)}"
 
 
 def check_pins(ca_pem: bytes, pins: list[str]) -> None:

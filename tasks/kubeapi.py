@@ -129,7 +129,13 @@ def _ssl_context(cluster: Obj, user: Obj) -> ssl.SSLContext:
 
 
 def api_client(kubeconfig: bytes) -> k8s.ApiClient:
-    """An ApiClient authenticated as the kubeconfig's current context says (embedded certs or a token)."""
+    """An ApiClient authenticated as the kubeconfig's current context says (embedded certs or a token).
+    In a dry run (``tasks.dryrun.session``) the fake client that prints writes and sends nothing."""
+    from kubeboot.tasks import dryrun
+
+    dry = dryrun.current()
+    if dry is not None:
+        return cast("k8s.ApiClient", dry.client())
     doc = yaml.safe_load(kubeconfig)
     if not isinstance(doc, dict):
         raise PermanentError("kubeconfig: not a YAML mapping")
@@ -241,6 +247,10 @@ def _path_of(obj: Obj, with_name: bool = True) -> str:
 def request(api: k8s.ApiClient, method: str, path: str, body: Obj | None = None,
             content_type: str = "application/json") -> Obj:
     """One raw request by path (no retry), the JSON body of the answer as a dict."""
+    from kubeboot.tasks.dryrun import DryRunApi
+
+    if isinstance(api, DryRunApi):
+        return api.request(method, path, body)
     response = api.call_api(
         path, method, header_params={"Accept": "application/json", "Content-Type": content_type},
         body=body, auth_settings=["BearerToken"], _return_http_data_only=True, _preload_content=False)

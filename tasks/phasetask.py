@@ -28,6 +28,7 @@ Error taxonomy → what happens:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 from typing import TYPE_CHECKING, Any
@@ -165,20 +166,28 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
         def out(line: str) -> None:
             log.info("[%s] %s", node, line)
 
+        # A dry run's node phases write into a temporary root of (run, node) and its API calls are faked
+        # (tasks.dryrun); anything else must reach a node worker: a control worker has no node root.
+        dry = rt.dry_run(run_id)
+        if self.phase_target == "node" and not dry and rt.role != "node":
+            raise PermanentError(f"node phase {self.phase_path} of run {run_id} reached a {rt.role} worker")
+        root = rt.dry_run_root(run_id, node) if dry else rt.root
         ctx: PhaseContext
         if self.name.startswith(JOIN_TASK_PREFIX):
             # A join's config is a JoinConfiguration plus what discovery learnt of the cluster.
             from kubeboot.tasks.joinrun import join_context
 
-            ctx = join_context(rt, run_id, node, self.phase_target, out=out, secrets=secrets, scratch=scratch)
+            ctx = join_context(rt, run_id, node, self.phase_target, out=out, secrets=secrets, scratch=scratch,
+                               root=root)
         elif self.phase_target == "control":
             ctx = ControlContext(rt.config(run_id), node, out=out, secrets=secrets, scratch=scratch,
                                  address_map=rt.address_map, show_secrets=False)  # out is the worker log
         else:
-            ctx = NodeContext(rt.config(run_id), NodeFS(rt.root), out=out, secrets=secrets, scratch=scratch,
+            ctx = NodeContext(rt.config(run_id), NodeFS(root), out=out, secrets=secrets, scratch=scratch,
                               address_map=rt.address_map, kubelet=rt.kubelet, show_secrets=False)
         module, _, func = self.phase_action.partition(":")
-        getattr(importlib.import_module(module), func)(ctx, *self.phase_args)
+        with rt.dry_run_session(run_id, out, workflow=self.name.split(".")[1]) if dry else contextlib.nullcontext():
+            getattr(importlib.import_module(module), func)(ctx, *self.phase_args)
 
 
 def ignore_copy(task: Task, reason: str) -> None:

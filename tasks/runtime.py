@@ -47,6 +47,7 @@ class WorkerRuntime:
     address: str = ""
     _scratch: OrderedDict[tuple[str, str], dict[str, Any]] = field(default_factory=OrderedDict)
     _configs: dict[str, InitConfig] = field(default_factory=dict)
+    _routes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def export(self) -> None:
         os.environ.update({ENV_ROLE: self.role, ENV_NODE_ID: self.node_id, ENV_ROOT: str(self.root),
@@ -100,6 +101,38 @@ class WorkerRuntime:
             docs = self.store.run_config(run_id)
             self._configs[run_id] = build_init_config(docs, f"run {run_id}", fill_node_defaults=False)
         return self._configs[run_id]
+
+    # --- dry runs (tasks.dryrun) ---------------------------------------------------------------------
+    def route(self, run_id: str) -> dict[str, Any]:
+        """The run's route (``RunRecord.route``), cached: it never changes."""
+        if run_id not in self._routes:
+            import json
+
+            from kubeboot.tasks.state.keys import run_key
+
+            raw = self.redis.hget(run_key(run_id), "route")
+            if len(self._routes) > 256:
+                self._routes.clear()
+            self._routes[run_id] = json.loads(raw or "{}")
+        return self._routes[run_id]
+
+    def dry_run(self, run_id: str) -> bool:
+        return bool(self.route(run_id).get("dryRun"))
+
+    def dry_run_scope(self, run_id: str) -> Path:
+        """The run's dry-run directory: its cluster run's when it has one (one fake API per cluster)."""
+        from kubeboot.tasks import dryrun
+
+        scope = str(self.route(run_id).get("scope") or run_id)
+        return dryrun.scope_dir(self.settings.state_dir / dryrun.DRY_RUN_DIR, scope)
+
+    def dry_run_root(self, run_id: str, node: str) -> Path:
+        return self.dry_run_scope(run_id) / "nodes" / node
+
+    def dry_run_session(self, run_id: str, out: Any, *, workflow: str) -> Any:
+        from kubeboot.tasks import dryrun
+
+        return dryrun.session(self.dry_run_scope(run_id) / "api", out, workflow=workflow, show_secrets=False)
 
     def scratch(self, run_id: str, node: str) -> dict[str, Any]:
         """Per-(run, node) scratch shared by the phases this process runs (e.g. keys made ahead)."""

@@ -102,6 +102,9 @@ def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None 
     )
     register_all()
     import kubeboot.tasks.phasetask  # noqa: F401 - registers kubeboot.run.finish
+    from kubeboot.workflows import parent_tasks  # registers the cluster and batch tasks
+
+    parent_tasks.connect(app)
     from kubeboot.workers import heartbeat
 
     heartbeat.connect()

@@ -49,3 +49,18 @@ def services() -> Services:
         fail(str(e), BAD_INPUT)
     except EmbeddedRedisError as e:
         fail(str(e), FAILED)
+
+
+def positive_duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A click callback: seconds, or a Go duration (``90s``, ``10m``, ``1h30m``)."""
+    from kubeboot.config.duration import parse_duration
+
+    if value is None:
+        return None
+    try:
+        seconds = float(value) if value.replace(".", "", 1).isdigit() else parse_duration(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise click.BadParameter(f"{value!r} is not a positive duration (e.g. 90s, 10m, 1h30m)")
+    return seconds

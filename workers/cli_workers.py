@@ -75,11 +75,12 @@ def _freeze_before_fork() -> None:
 
 
 def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, kubelet: str,
-                concurrency: int, loglevel: str, includes: tuple[str, ...] = (), address: str = "") -> None:
+                concurrency: int, loglevel: str, includes: tuple[str, ...] = (), address: str = "",
+                also: tuple[str, ...] = ()) -> None:
     from kubeboot.tasks.runtime import WorkerRuntime, install
 
     svc = services()
-    app = svc.app(extra_queues=[queue])
+    app = svc.app(extra_queues=[queue, *also])
     if kubelet == "sandbox":
         _register_sandbox_kubelet()
     install(WorkerRuntime(role=role, redis_url=svc.redis_url, settings=svc.settings, node_id=node_id,
@@ -94,7 +95,8 @@ def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, ku
     from celery.utils.log import mlevel
 
     worker = app.Worker(
-        hostname=name, queues=[queue], concurrency=concurrency, loglevel=mlevel(loglevel.upper()), pool="prefork",
+        hostname=name, queues=[queue, *also], concurrency=concurrency, loglevel=mlevel(loglevel.upper()),
+        pool="prefork",
         # No mingle/gossip: workers share nothing but the broker, and start-up stays fast.
         without_mingle=True, without_gossip=True,
         include=list(includes) or None,
@@ -131,11 +133,13 @@ def worker_node(worker_id: str, root: str, kubelet: str, address: str, concurren
 @click.option("--name", default="control", show_default=True, help="Worker name (unique per host).")
 @_INCLUDE
 def worker_control(concurrency: int, loglevel: str, name: str, includes: tuple[str, ...]) -> None:
-    """Serve the control queue: Kubernetes API phases and run bookkeeping."""
-    from kubeboot.workflows.routing import CONTROL_QUEUE
+    """Serve the control queue (Kubernetes API phases, run bookkeeping, clusters and batches) and the
+    dry-run queue (every phase of a dry run, node phases in a temporary root per run and node)."""
+    from kubeboot.workflows.routing import CONTROL_QUEUE, DRY_RUN_QUEUE
 
     _run_worker(role="control", queue=CONTROL_QUEUE, name=f"{name}@{socket.gethostname()}", node_id="",
-                root="/", kubelet="none", concurrency=concurrency, loglevel=loglevel, includes=includes)
+                root="/", kubelet="none", concurrency=concurrency, loglevel=loglevel, includes=includes,
+                also=(DRY_RUN_QUEUE,))
 
 
 @click.command("flower")

@@ -8,7 +8,9 @@ daemon thread until ``worker_shutdown``:
 - sweep the run state's lease index at start-up and every ``liveness.SWEEP_EVERY`` seconds, re-sending
   what a dead worker left behind (``workflows.liveness.sweep``): a worker restarted after a SIGKILL
   finds its own dead phases there as soon as their lease lapses, without waiting for the broker's
-  visibility timeout.
+  visibility timeout;
+- a control worker also sweeps the parent runs (clusters, batches) whose look-again time came
+  (``workflows.parent_tasks.sweep``).
 
 Signals fire only in worker processes: a CLI process that builds the app is unaffected.
 """
@@ -64,6 +66,8 @@ class _Heartbeat:
     def tick(self, *, sweep: bool) -> None:
         from kubeboot.tasks.state import presence
         from kubeboot.workflows.liveness import sweep as sweep_runs
+        from kubeboot.workflows.parent_tasks import sweep as parent_sweep
+        from kubeboot.workflows.routing import CONTROL_QUEUE
 
         try:
             presence.beat(self.rt.redis, self.queues, self.hostname)
@@ -71,5 +75,7 @@ class _Heartbeat:
                 resent = sweep_runs(self.app, self.rt.redis, self.rt.store)
                 if resent:
                     log.warning("[recovery] %s sent again: %s", self.hostname, ", ".join(resent))
+                if CONTROL_QUEUE in self.queues:  # clusters and batches are looked after by control workers
+                    parent_sweep(self.app)
         except Exception as e:  # Redis restarting: the next tick tries again
             log.warning("heartbeat of %s failed: %s", self.hostname, e)

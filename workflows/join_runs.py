@@ -8,8 +8,9 @@ control-plane join"). ``submit_join`` records a ``kind: join`` run and sends its
 The run's config is the JoinConfiguration document, token and certificate key included, stored
 encrypted whole like an init's config: they never travel as task arguments. A join takes no cluster
 lock at submit (worker joins of a cluster run side by side); its ``etcd-join`` takes the cluster's
-``etcd-member`` turn when it gets there. The run's ``cluster`` label is ``--cluster`` when given, else
-the discovery endpoint (``10.0.0.1-6443``): the cluster's own name is learnt only by discovery, on the node.
+control-plane join lock when it gets there (``tasks.joinrun``). The run's ``cluster`` label is
+``--cluster`` when given, else the discovery endpoint (``10.0.0.1-6443``): the cluster's own name is learnt
+only by discovery, on the node.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ def submit_join(app: Celery, store: RunStore, join: JoinConfig, *, skip: list[st
                 cluster: str | None = None, options: RunOptions | None = None) -> Submitted:
     """Record a new join run of ``join``'s node and send its chain (``options``: ``workflows.runs.RunOptions``)."""
     from kubeboot.config.models import dump
-    from kubeboot.workflows.runs import RunOptions, _send
+    from kubeboot.workflows.runs import RunOptions, _send, dry_run_options
 
-    opts = options or RunOptions()
     node = join.node_name
+    opts = dry_run_options(options or RunOptions(), join.join.dryRun, node)
     steps = [(node, s) for s in plan_join(join, "all", skip) if s.placed.phase.action or s.skip_reason]
     plan = [(n, s.path) for n, s in steps]
     run = store.create_run(kind="join", cluster=run_label(join, cluster), config=[dump(join.join)], plan=plan,

@@ -101,8 +101,8 @@ def submit_init(app: Celery, client: redis.Redis, store: RunStore, settings: Set
     from kubeboot.tasks.state import InitLock, LockHeldError
     from kubeboot.tasks.state.store import RunExistsError, new_run_id
 
-    opts = options or RunOptions()
     node = cfg.node_name
+    opts = dry_run_options(options or RunOptions(), cfg.init.dryRun, node)
     # Parents without an action only group their children: they are no step of their own.
     planned = plan_init(cfg, target, skip, upload_certs=upload_certs)
     steps = [(node, s) for s in planned if s.placed.phase.action or s.skip_reason]
@@ -128,6 +128,17 @@ def submit_init(app: Celery, client: redis.Redis, store: RunStore, settings: Set
             lock.release(run_id, token=token)  # nothing recorded: nothing may hold the cluster
         raise
     return _send(app, store, run, steps, opts, extra_queue=routed_queue(opts.route, "node", node))
+
+
+def dry_run_options(opts: RunOptions, dry_run: bool, node: str) -> RunOptions:
+    """A dry run's tasks all go to the dry-run queue (its route says so), whoever submits it."""
+    if not dry_run or opts.route.get("dryRun"):
+        return opts
+    from dataclasses import replace
+
+    from kubeboot.workflows.routing import run_route
+
+    return replace(opts, route=run_route({node: node}, dry_run=True))
 
 
 def _send(app: Celery, store: RunStore, run: RunRecord, steps: list[tuple[str, Step]], opts: RunOptions, *,

@@ -283,6 +283,9 @@ def run_check_etcd(ctx: JoinNodeContext) -> None:
         ctx.log("check-etcd", "Skipping etcd check in external mode")
         return
     ctx.log("check-etcd", "Checking that the etcd cluster is healthy")
+    if ctx.join.join.dryRun:  # there is no etcd to ask
+        ctx.log("check-etcd", "[dryrun] Would check that the etcd cluster is healthy")
+        return
     client = etcd_client(ctx, cfg)
     try:
         for mem in client.members():

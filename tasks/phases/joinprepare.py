@@ -76,6 +76,9 @@ def run_download_certs(ctx: JoinNodeContext) -> None:
     ctx.log("download-certs", f'Downloading the certificates in Secret "{CERTS_SECRET}" in the '
                               f'"{c.NAMESPACE_SYSTEM}" Namespace')
     sealed = _fetch_sealed(ctx, bootstrap_client(ctx, info))
+    if ctx.join.join.dryRun and not sealed:  # kubeadm's made-up kubeadm-certs: nothing to download
+        ctx.log("download-certs", "[dryrun] Would download the certificates shared among control-plane nodes")
+        return
     try:
         key = copycerts.decode_key(ctx.join.certificate_key)
         plain = copycerts.open_files(sealed, key)

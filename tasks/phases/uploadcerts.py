@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubeboot.config import constants as c
-from kubeboot.tasks import copycerts, kubeapi
+from kubeboot.tasks import copycerts, dryrun, kubeapi
 from kubeboot.tasks.errors import PermanentError
 from kubeboot.tasks.phases.context import NodeContext
 
@@ -188,7 +188,8 @@ def upload_certs(ctx: NodeContext, *, clock: Clock) -> None:
         key = copycerts.decode_key(key_hex)
     except copycerts.CertificateKeyError as e:
         raise PermanentError(str(e)) from None
-    if ctx.cfg.init.dryRun:  # kubeadm's dry-run client writes nothing; neither do we
+    if ctx.cfg.init.dryRun and dryrun.current() is None:
+        # No fake API to print the writes to (a phase run without a dry-run session): only announce.
         ctx.log(PHASE, ctx.shown(f"Using certificate key:\n{key_hex}"))
         return
     admin = ctx.kubeconfig(c.ADMIN_CONF)

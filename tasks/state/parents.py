@@ -12,8 +12,9 @@ tasks carry the run id in their arguments.
 | ``kubeboot:run:<id>`` (extra fields) | hash   | ``parent``: the parent run's id (a child); ``batch``: the |
 |                                      |        | batch a run belongs to; ``route``: JSON ``{"nodes":       |
 |                                      |        | {node: queue}, "control": queue}``; ``dry_run``: "1";     |
-|                                      |        | ``done``: nodes / clusters done (a parent); ``current``:  |
-|                                      |        | what the parent waits for now                             |
+|                                      |        | ``done``: nodes / clusters done (a parent)                |
+|                                      |        | (``…|waiting`` in its phases hash: since when a step's    |
+|                                      |        | child waits for a worker on its queue)                    |
 | ``kubeboot:parents:due``             | zset   | parent run id, score = when (epoch ms, Redis time) a      |
 |                                      |        | control worker's sweep looks at it again                  |
 | ``kubeboot:batch:<id>:running``      | set    | clusters holding one of the batch's concurrency slots     |
@@ -145,12 +146,24 @@ class Parents:
                                       EVENTS_MAXLEN])
         return text(reply) == "ok"
 
+    def waiting_since(self, run_id: str, node: str, step: str, now: str) -> str:
+        """When the step's child was first seen waiting for a worker (set now if it was not)."""
+        key, field = f"{run_key(run_id)}:phases", f"{node}|{step}|waiting"
+        self._r.hsetnx(key, field, now)
+        return text(self._r.hget(key, field) or now)
+
+    def clear_waiting(self, run_id: str, node: str, step: str) -> None:
+        self._r.hdel(f"{run_key(run_id)}:phases", f"{node}|{step}|waiting")
+
     def fields(self, run_id: str, *names: str) -> dict[str, str | None]:
         values = self._r.hmget(run_key(run_id), list(names))
         return {n: text(v) if v is not None else None for n, v in zip(names, values, strict=True)}
 
     def set_fields(self, run_id: str, **values: str | int) -> None:
         self._r.hset(run_key(run_id), mapping=values)
+
+    def count_done(self, run_id: str) -> None:
+        self._r.hincrby(run_key(run_id), "done", 1)
 
     def statuses(self, run_ids: list[str], *names: str) -> list[dict[str, str | None]]:
         """``status`` and ``names`` of many runs in one round trip (absent runs: status None)."""

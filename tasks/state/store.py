@@ -163,6 +163,11 @@ class RunStore(Transitions):
         self._lock_keys: dict[str, str] = {}
         self._register_scripts()
 
+    @property
+    def client(self) -> redis.Redis:
+        """The store's Redis client (for the run state's other readers: ``tasks.state.parents``)."""
+        return self._r
+
     # --- runs ---------------------------------------------------------------------------------
     def create_run(
         self, *, kind: str, cluster: str, config: Any, plan: Sequence[tuple[str, str]], run_id: str | None = None,
