@@ -1,5 +1,5 @@
-"""Cluster-wide mutual exclusion on Redis: one ``init`` per cluster, one etcd membership change at a time
-(``tasks.joinrun``: the ``etcd-member`` turn of control-plane joins).
+"""Cluster-wide mutual exclusion on Redis: one ``init`` per cluster, one control-plane join at a time
+(``tasks.joinrun``: etcd admits one learner member at a time).
 
 Modelled on Cluster API's control-plane init mutex (first creator wins, re-entrant for its holder,
 recoverable when the holder is gone), with Redis in place of a ConfigMap and a TTL in place of an
@@ -163,3 +163,11 @@ class InitLock(SerialLock):
         self, client: redis.Redis, cluster: str, ttl: float, *, clock: Callable[[], datetime] = _utc_now
     ) -> None:
         super().__init__(client, cluster, "init", ttl, activity="is being initialised by", clock=clock)
+
+
+def control_plane_join_lock(
+    client: redis.Redis, cluster: str, ttl: float, *, clock: Callable[[], datetime] = _utc_now
+) -> SerialLock:
+    """Control-plane joins of a cluster go one at a time: etcd admits one learner member at a time."""
+    activity = "is adding a control-plane node for"
+    return SerialLock(client, cluster, "join-control-plane", ttl, activity=activity, clock=clock)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from kubeboot.tasks.state.lock import InitLock, LockHeldError, SerialLock
+from kubeboot.tasks.state.lock import InitLock, LockHeldError, SerialLock, control_plane_join_lock
 from kubeboot.tasks.state.secrets import SecretBox
 from kubeboot.tasks.state.store import RunStore
 
@@ -152,14 +152,13 @@ def test_of_many_concurrent_runs_exactly_one_wins(client: redis.Redis) -> None:
     assert refused == [winners[0][0]] * 15
 
 
-def test_locks_of_different_purposes_are_independent(client: redis.Redis) -> None:
+def test_init_and_control_plane_join_locks_are_independent(client: redis.Redis) -> None:
     init_lock(client).acquire("r-1")
-    turn = SerialLock(client, "demo", "etcd-member", 60, activity="is changing its etcd membership for",
-                      clock=lambda: FROZEN)
-    assert turn.acquire("r-2") == 1
-    with pytest.raises(LockHeldError, match="cluster demo is changing its etcd membership for run r-2 since"):
-        turn.acquire("r-3")
-    assert client.exists("kubeboot:cluster:demo:lock:etcd-member") == 1
+    join = control_plane_join_lock(client, "demo", 60, clock=lambda: FROZEN)
+    assert join.acquire("r-2") == 1
+    with pytest.raises(LockHeldError, match="cluster demo is adding a control-plane node for run r-2 since"):
+        join.acquire("r-3")
+    assert client.exists("kubeboot:cluster:demo:lock:join-control-plane") == 1
 
 
 def test_locks_of_different_clusters_do_not_interact(client: redis.Redis) -> None:
