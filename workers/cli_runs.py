@@ -90,10 +90,12 @@ def submit_group() -> None:
 @click.option("--skip-phases", multiple=True, metavar="PATH[,PATH]", help="Phases to skip (kubeadm paths).")
 @click.option("--upload-certs", is_flag=True,
               help="Upload the control-plane certificates to the kubeadm-certs Secret (for control-plane joins).")
+@click.option("--dry-run", is_flag=True, help="Change nothing: node files go to a temporary root (on the control "
+              "worker, queue dry-run), API writes are printed, not sent.")
 @click.option("--wait", is_flag=True, help="Follow the run live until it ends; exit 1 if it failed.")
 @TIMEOUT
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
-def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bool, wait: bool,
+def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bool, dry_run: bool, wait: bool,
                 timeout: float | None, output: str) -> None:
     """Bootstrap the first control-plane node of the cluster in FILE (its worker: node.<name>)."""
     from kubeboot.config.errors import ConfigError
@@ -104,6 +106,8 @@ def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bo
     skip = split_csv(skip_phases)
     try:
         cfg = load_init_config(config_file)
+        if dry_run:
+            cfg.init.dryRun = True
         from kubeboot.workflows.local import plan_init
 
         plan_init(cfg, "all", skip)  # bad phase paths are bad input, before anything is recorded
@@ -118,6 +122,11 @@ def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bo
     if output == "text":
         click.echo(f"[submit] run {sub.run.id}: init of cluster {sub.run.cluster}, node {cfg.node_name} "
                    f"(queues {', '.join(sub.queues)})")
+        if cfg.init.dryRun:
+            from kubeboot.tasks.dryrun import DRY_RUN_DIR
+
+            click.echo(f"[dryrun] node files go to {svc.settings.state_dir / DRY_RUN_DIR / sub.run.id}/nodes/"
+                       f"{cfg.node_name} on the control worker")
         click.echo(f"[submit] follow it: kubeboot status {sub.run.id} --watch    Flower: {svc.flower_url(sub.run.id)}")
     if wait or output == "json":
         _finish(svc, sub.run.id, wait, output, join="if-any" if wait and output == "text" else "no", timeout=timeout)
@@ -133,27 +142,79 @@ def submit_init(config_file: str, skip_phases: tuple[str, ...], upload_certs: bo
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
 def status(run_id: str, watch: bool, timeout: float | None, show_join: bool, output: str) -> None:
     """Show a run: per node and phase, status, attempts, time and last error."""
+    from kubeboot.workers.parent_commands import is_parent, show
+
     svc = services()
     if svc.store.get_run(run_id) is None:
         fail(f"no run {run_id}; list runs with `kubeboot runs`", BAD_INPUT)
+    if is_parent(svc, run_id):  # a cluster or a batch: one row per node or per cluster
+        show(svc, run_id, watch, output, timeout)
+        return
     _finish(svc, run_id, watch, output, join="required" if show_join else "no", timeout=timeout)
 
 
-@click.command("runs")
-@click.option("--cluster", help="Only the runs of this cluster.")
+@click.group("runs", invoke_without_command=True)
+@click.option("--cluster", help="Only the runs of this cluster (its cluster runs and their children).")
+@click.option("--batch", help="Only the runs of this batch (the batch, its cluster runs and their children).")
+@click.option("--status", type=click.Choice(["pending", "running", "succeeded", "failed"]),
+              help="Only runs in this status.")
+@click.option("--kind", type=click.Choice(["init", "join", "cluster", "batch"]), help="Only runs of this kind.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Runs per page.")
+@click.option("--after", metavar="RUN", help="The page after this run (the last run of the previous page).")
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
-def runs(cluster: str | None, output: str) -> None:
-    """List runs, newest first."""
+@click.pass_context
+def runs(ctx: click.Context, cluster: str | None, batch: str | None, status: str | None, kind: str | None,
+         limit: int, after: str | None, output: str) -> None:
+    """List runs, newest first, a page at a time (`runs prune` deletes old ones)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from kubeboot.tasks.state.index import BadCursorError, RunFilter, query
     from kubeboot.workers.progress import runs_json
 
     svc = services()
-    records = svc.store.list_runs(cluster=cluster)
+    try:
+        page = query(svc.redis, RunFilter(cluster=cluster, batch=batch, status=status, kind=kind), limit=limit,
+                     after=after)
+    except BadCursorError as e:
+        fail(str(e), BAD_INPUT)
     if output == "json":
-        click.echo(json.dumps(runs_json(records), indent=2))
+        click.echo(json.dumps(runs_json(page.runs), indent=2))
         return
-    click.echo(f"{'RUN':<12} {'KIND':<6} {'CLUSTER':<20} {'STATUS':<10} CREATED")
-    for r in records:
-        click.echo(f"{r.id:<12} {r.kind:<6} {r.cluster:<20} {r.status:<10} {r.created}")
+    click.echo(f"{'RUN':<28} {'KIND':<8} {'CLUSTER':<20} {'STATUS':<10} CREATED")
+    for r in page.runs:
+        click.echo(f"{r.id:<28} {r.kind:<8} {r.cluster:<20} {r.status:<10} {r.created}")
+    if page.next:
+        click.echo(f"(more: the same command with --after {page.next})")
+
+
+@runs.command("prune")
+@click.option("--older-than", "older_than", required=True, metavar="AGE",
+              help="Delete finished runs that ended longer ago than AGE (30d, 12h, 90m).")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+def runs_prune(older_than: str, dry_run: bool) -> None:
+    """Delete finished runs (record, phases, events, secrets, index entries) older than AGE."""
+    from datetime import UTC, datetime, timedelta
+
+    from kubeboot.tasks.state.index import prune
+
+    seconds = _age(older_than)
+    svc = services()
+    doomed = prune(svc.redis, datetime.now(UTC) - timedelta(seconds=seconds), dry_run=dry_run)
+    click.echo(f"[prune] {'would delete' if dry_run else 'deleted'} {len(doomed)} runs that ended more than "
+               f"{older_than} ago")
+
+
+def _age(text: str) -> float:
+    """A Go duration, or whole days as ``30d``."""
+    from kubeboot.config.duration import parse_duration
+
+    try:
+        seconds = float(text[:-1]) * 86400 if text.endswith("d") else parse_duration(text)
+    except ValueError:
+        seconds = -1.0
+    if seconds < 0:
+        fail(f"--older-than: {text!r} is not an age (e.g. 30d, 12h, 90m)", BAD_INPUT)
+    return seconds
 
 
 @click.command("resume")
@@ -163,14 +224,18 @@ def runs(cluster: str | None, output: str) -> None:
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
 def resume(run_id: str, wait: bool, timeout: float | None, output: str) -> None:
     """Continue a failed run from where it stopped: only phases not yet succeeded run again."""
+    from kubeboot.workers.parent_commands import is_parent, resume_parent
     from kubeboot.workflows.runs import RunRefusedError
     from kubeboot.workflows.runs import resume as resume_run
 
     svc = services()
+    if is_parent(svc, run_id):  # a cluster or a batch resumes what did not finish
+        resume_parent(svc, run_id, wait, output, timeout)
+        return
     try:
         run = resume_run(svc.app(), svc.redis, svc.store, svc.settings, run_id)
     except RunRefusedError as e:
         fail(str(e), FAILED)
     if output == "text":
         click.echo(f"[resume] run {run.id} is {run.status}")
-    _finish(svc, run_id, wait, output, timeout=timeout)
+    _finish(svc, run_id, wait, output, join="if-any" if wait and output == "text" else "no", timeout=timeout)
