@@ -91,7 +91,7 @@ class Metadata(Model):
 
 class NodeSpec(Model):
     name: str
-    address: str
+    address: str = ""  # required in a document (checked there); a worker added later may have none
     role: Literal["control-plane", "worker"]
     workerId: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
@@ -109,7 +109,7 @@ class NodeSpec(Model):
     @field_validator("address")
     @classmethod
     def _address(cls, v: str) -> str:
-        if problem := fieldchecks.ip_address(v):
+        if v and (problem := fieldchecks.ip_address(v)):
             raise ValueError(problem)
         return v
 
@@ -302,6 +302,8 @@ def _check_nodes(cluster: Cluster, file: str) -> None:
         if node.name in seen:
             raise _node_problem(cluster, i, ".name", f"the name is also spec.nodes[{seen[node.name]}]'s", file)
         seen[node.name] = i
+        if not node.address:
+            raise _node_problem(cluster, i, ".address", "required field is missing (the node's IP address)", file)
         if node.worker in workers:
             raise _node_problem(cluster, i, ".workerId", f"worker {node.worker} also serves spec.nodes"
                                 f"[{workers[node.worker]}]: one node worker serves one node", file)

@@ -167,7 +167,11 @@ def join_phase(**p: Any) -> None:
 
 @click.command("join")
 @_join_options
-@click.option("--cluster", help="Label of the run in `kubeboot runs` (default: the discovery endpoint).")
+@click.option("--cluster", help="With an endpoint or --config: the run's label in `kubeboot runs` (default: the "
+              "discovery endpoint). Alone with --node-name: join the node to this cluster with the token, keys and "
+              "CA pin its `submit cluster` run holds.")
+@click.option("--dry-run", is_flag=True, help="Change nothing: node files go to a temporary root (on the control "
+              "worker, queue dry-run), API calls are printed or faked, discovery reads a made-up cluster-info.")
 @click.option("--wait", is_flag=True, help="Follow the run live until it ends; exit 1 if it failed.")
 @click.option("--timeout", default=None, metavar="DURATION", help="With --wait: give up following after this "
               "long (a Go duration, 10m0s); exit 1 if the run is still going.")
@@ -179,7 +183,12 @@ def submit_join(**p: Any) -> None:
     from kubeboot.workflows.runs import RunRefusedError
     from kubeboot.workflows.selection import UnknownPhaseError
 
+    if _cluster_mode(p):
+        _submit_added_node(p)
+        return
     join = load_join(p)
+    if p.get("dry_run"):
+        join.join.dryRun = True
     timeout = _timeout(p.get("timeout"))
     skip = split_csv(p["skip_phases"])
     try:
@@ -200,6 +209,45 @@ def submit_join(**p: Any) -> None:
         click.echo(f"[submit] follow it: kubeboot status {sub.run.id} --watch    Flower: {svc.flower_url(sub.run.id)}")
     if p["wait"] or p["output"] == "json":
         _follow(svc, sub.run.id, p["wait"], p["output"], timeout)
+
+
+_DISCOVERY = ("endpoint", "config_file", "token", "discovery_token", "tls_bootstrap_token", "ca_hashes",
+              "unsafe_skip", "discovery_file", "certificate_key")
+
+
+def _cluster_mode(p: dict[str, Any]) -> bool:
+    """``--cluster NAME --node-name N`` with nothing saying how to discover the cluster."""
+    return bool(p.get("cluster")) and not any(p.get(k) for k in _DISCOVERY)
+
+
+def _submit_added_node(p: dict[str, Any]) -> None:
+    from pydantic import ValidationError
+
+    from kubeboot.config.cluster import NodeSpec
+    from kubeboot.workers.parent_commands import engine, show
+    from kubeboot.workflows.cluster_runs import ClusterRefusedError, submit_added_node
+
+    if not p.get("node_name"):
+        fail("--node-name is required with --cluster (the node to add to the cluster)", BAD_INPUT)
+    role = "control-plane" if p.get("control_plane") else "worker"
+    if role == "control-plane" and not p.get("apiserver_advertise_address"):
+        fail("--apiserver-advertise-address is required to add a control-plane node with --cluster", BAD_INPUT)
+    try:
+        node = NodeSpec(name=p["node_name"], address=p.get("apiserver_advertise_address") or "", role=role,
+                        ignorePreflightErrors=split_csv(p.get("ignore_preflight_errors") or ()))
+    except ValidationError as e:
+        fail(f"--node-name / --apiserver-advertise-address: {e.errors()[0]['msg']}", BAD_INPUT)
+    svc = services()
+    try:
+        run = submit_added_node(engine(svc), p["cluster"], node, dry_run=bool(p.get("dry_run")))
+    except ClusterRefusedError as e:
+        fail(str(e), FAILED)
+    if p["output"] == "text":
+        click.echo(f"[submit] cluster run {run.id}: join of {role} node {node.name} to cluster {p['cluster']} "
+                   f"with its cluster run's token and keys (queue node.{node.worker})")
+        click.echo(f"[submit] follow it: kubeboot status {run.id} --watch    Flower: {svc.flower_url(run.id)}")
+    if p["wait"] or p["output"] == "json":
+        show(svc, run.id, p["wait"], p["output"], _timeout(p.get("timeout")))
 
 
 def _timeout(text: str | None) -> float | None:

@@ -68,6 +68,9 @@ def up(clusters: int, control_planes: int | None, workers: int | None, nodes: in
         if cluster in box.load_balancers:
             click.echo(f"[sandbox] {cluster}: load balancer on {box.endpoints[cluster]} (controlPlaneEndpoint)")
         click.echo(f"[sandbox] bootstrap {cluster}: kubeboot submit init --config {config} --wait")
+        click.echo(f"[sandbox] bootstrap the whole of {cluster}: kubeboot submit cluster -f "
+                   f"{box.cluster_docs[cluster]} --wait")
+    click.echo(f"[sandbox] bootstrap every cluster: kubeboot submit batch -f {box.batch} --wait")
 
 
 @sandbox_group.command("status")
@@ -93,6 +96,11 @@ def status(output: str) -> None:
         pods = ", ".join(_pod(p) for p in r["pods"].get("pods", []))
         click.echo(f"{r['node']:<14} {r['role']:<14} {r['address']:<14} {r['queue']:<20} "
                    f"{'up' if r['worker'] else 'down':<8} {'up' if r['kubelet'] else 'down':<8} {pods}")
+    for c in doc["clusters"]:
+        if c.get("document"):
+            click.echo(f"[sandbox] {c['name']}: kubeboot submit cluster -f {c['document']}")
+    if doc.get("batch"):
+        click.echo(f"[sandbox] every cluster: kubeboot submit batch -f {doc['batch']}")
 
 
 def _balancer(lb: dict[str, Any] | None) -> str:

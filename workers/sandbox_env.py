@@ -20,6 +20,8 @@ which starts every worker, load balancer and kubelet and restarts the ones that 
 | supervise-state.json               | the supervisor's pid, each unit's current pid and restart count    |
 | logs/<unit>.log                    | output of the supervisor, the workers and the load balancers       |
 | <cluster>/kubeadm.yaml             | the init config of the cluster's first control-plane node          |
+| <cluster>/cluster.yaml             | the cluster as a Cluster document (``kubeboot submit cluster -f``)  |
+| batch.yaml                         | every cluster as a Batch document (``kubeboot submit batch -f``)    |
 | <cluster>/loadbalancer.json        | the load balancer's backends and whether each is up                |
 | <cluster>/<node>/                  | the node's root: /etc/kubernetes, /var/lib/kubelet ... inside      |
 """
@@ -44,6 +46,7 @@ import yaml
 from kubeboot.tasks.fsutil import atomic_write
 
 V4 = "kubeadm.k8s.io/v1beta4"
+CLUSTER_API = "kubeboot.dev/v1alpha1"
 STATE_FILE = "sandbox.json"
 API_PORT = 6443
 START_DEADLINE = 60.0  # bound of the wait for the supervisor to have started every unit
@@ -71,6 +74,8 @@ class Sandbox:
     endpoints: dict[str, str] = field(default_factory=dict)  # cluster -> controlPlaneEndpoint host:port
     load_balancers: dict[str, str] = field(default_factory=dict)  # cluster -> load balancer address
     supervisor_pid: int = 0
+    cluster_docs: dict[str, str] = field(default_factory=dict)  # cluster -> its Cluster document (cluster.yaml)
+    batch: str = ""  # the Batch document of every cluster (batch.yaml)
 
     @classmethod
     def load(cls, directory: Path) -> Sandbox | None:
@@ -109,6 +114,18 @@ def init_config(cluster: str, node: SandboxNode, endpoint: str, version: str | N
          "nodeRegistration": {"name": node.name, "ignorePreflightErrors": ["all"]}},
         cluster_doc,
     ]
+
+
+def cluster_document(cluster: str, nodes: list[SandboxNode], endpoint: str, version: str | None) -> dict[str, Any]:
+    """The sandbox cluster as a kubeboot Cluster document (its nodes' workers are the sandbox's)."""
+    config: dict[str, Any] = {"controlPlaneEndpoint": endpoint, "networking": {"podSubnet": "10.244.0.0/16"}}
+    if version:
+        config["kubernetesVersion"] = version
+    # As in init_config: a simulated machine's preflight reports, it does not stop.
+    return {"apiVersion": CLUSTER_API, "kind": "Cluster", "metadata": {"name": cluster},
+            "spec": {"clusterConfiguration": config,
+                     "nodes": [{"name": n.name, "address": n.address, "role": n.role,
+                                "ignorePreflightErrors": ["all"]} for n in nodes]}}
 
 
 def alive(pid: int) -> bool:
@@ -150,6 +167,7 @@ class SandboxEnv:
         box.save()
         for c, index in enumerate(box.indices):
             self._machines(box, f"sb{c + 1}", index, control_planes, workers, version)
+        self._documents(box, version)
         atomic_write(self.dir / "supervise.json", json.dumps({"units": self._units(box)}, indent=2))
         box.supervisor_pid = self._spawn_supervisor()
         box.save()
@@ -178,6 +196,21 @@ class SandboxEnv:
         atomic_write(config, yaml.safe_dump_all(init_config(cluster, first, box.endpoints[cluster], version),
                                                 sort_keys=False))
         box.clusters[cluster] = str(config)
+
+    def _documents(self, box: Sandbox, version: str | None) -> None:
+        """``<cluster>/cluster.yaml`` for ``kubeboot submit cluster`` and ``batch.yaml`` of them all for
+        ``kubeboot submit batch`` (``config.cluster``, ``config.batch``)."""
+        docs = []
+        for cluster in box.clusters:
+            doc = cluster_document(cluster, box.cluster_nodes(cluster), box.endpoints[cluster], version)
+            path = self.dir / cluster / "cluster.yaml"
+            atomic_write(path, yaml.safe_dump(doc, sort_keys=False))
+            box.cluster_docs[cluster] = str(path)
+            docs.append(doc)
+        batch = {"apiVersion": CLUSTER_API, "kind": "Batch", "metadata": {"name": "sandbox"},
+                 "spec": {"concurrency": len(docs), "clusters": docs}}
+        atomic_write(self.dir / "batch.yaml", yaml.safe_dump(batch, sort_keys=False))
+        box.batch = str(self.dir / "batch.yaml")
 
     def _units(self, box: Sandbox) -> list[dict[str, Any]]:
         """What the supervisor keeps running: the command lines (the sandbox package does not import the

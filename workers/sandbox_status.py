@@ -4,9 +4,10 @@ Reads: ``sandbox.json``, the supervisor's state, each load balancer's state file
 and pod files, and asks the control planes themselves (``sandbox.clusterstatus``: API servers' /readyz,
 etcd's member list and health). The document, stable for ``-o json``::
 
-    {"dir": "<sandbox dir>",
+    {"dir": "<sandbox dir>", "batch": "<sandbox dir>/batch.yaml",
      "supervisor": {"pid": 123, "up": true},
-     "clusters": [{"name": "sb1", "config": ".../sb1/kubeadm.yaml", "endpoint": "127.77.0.254:6443",
+     "clusters": [{"name": "sb1", "config": ".../sb1/kubeadm.yaml", "document": ".../sb1/cluster.yaml",
+                   "endpoint": "127.77.0.254:6443",
                    "loadBalancer": {"address": "127.77.0.254", "pid": 124, "up": true,
                                     "backends": [{"address": "127.77.0.1:6443", "up": true, "reason": "readyz 200"}]},
                    "apiServers": [{"node": "sb1-cp1", "address": "127.77.0.1", "up": true}],
@@ -49,6 +50,7 @@ def status(box: Sandbox, env: SandboxEnv) -> dict[str, Any]:
 
     return {
         "dir": box.dir,
+        "batch": box.batch or None,
         "supervisor": {"pid": box.supervisor_pid, "up": supervisor_up},
         "clusters": [_cluster(box, name, unit(f"loadbalancer-{name}")) for name in box.clusters],
         "nodes": [_node(env, n, unit(f"node-worker-{n.name}"), unit(f"kubelet-{n.name}")) for n in box.nodes],
@@ -67,7 +69,8 @@ def _cluster(box: Sandbox, name: str, lb_unit: dict[str, Any]) -> dict[str, Any]
         backends = _read_json(Path(box.dir) / name / "loadbalancer.json").get("backends") or []
         lb = {"address": box.load_balancers[name], "pid": pid, "up": up,
               "backends": backends if up else [{**b, "up": False} for b in backends]}
-    return {"name": name, "config": box.clusters[name], "endpoint": box.endpoints.get(name, ""),
+    return {"name": name, "config": box.clusters[name], "document": box.cluster_docs.get(name),
+            "endpoint": box.endpoints.get(name, ""),
             "loadBalancer": lb,
             "apiServers": [{"node": p.name, "address": p.address, "up": apiserver_up(p)} for p in planes],
             "etcdMembers": etcd_members(planes)}

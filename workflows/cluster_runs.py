@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import redis
     from celery import Celery
 
+    from kubeboot.config.cluster import NodeSpec
     from kubeboot.config.settings import Settings
     from kubeboot.tasks.state import RunRecord, RunStore
     from kubeboot.tasks.state.parents import Parents
@@ -215,3 +216,27 @@ def resume_cluster(engine: Engine, run_id: str) -> RunRecord:
     refreshed = engine.store.get_run(run_id)
     assert refreshed is not None
     return refreshed
+
+
+# --- a node added later: `submit join --cluster NAME --node-name N [--control-plane]` ------------------------
+
+def base_run(engine: Engine, cluster: str) -> RunRecord:
+    """The newest whole-cluster run of ``cluster`` that succeeded: its token, key and CA pin join new nodes."""
+    from kubeboot.tasks.state.index import RunFilter, query
+
+    for run in query(engine.client, RunFilter(cluster=cluster, kind="cluster", status="succeeded"), limit=50).runs:
+        if run_spec(engine.store, run.id).base is None:
+            return run
+    raise ClusterRefusedError(f"no cluster run of cluster {cluster} succeeded: `kubeboot submit cluster` makes the "
+                              "token and keys a node added later joins with")
+
+
+def submit_added_node(engine: Engine, cluster: str, node: NodeSpec, *, dry_run: bool = False) -> RunRecord:
+    """A cluster run that joins one more node with what the cluster's run holds (re-uploading the
+    control-plane certificates first when kubeadm-certs expired)."""
+    base = base_run(engine, cluster)
+    whole = run_spec(engine.store, base.id).cluster
+    others = [n for n in whole.nodes if n.name != node.name]
+    doc = whole.model_copy(update={"spec": whole.spec.model_copy(update={"nodes": [*others, node]})})
+    secret_text(engine, base.id, TOKEN_SECRET)  # still held? (else a clear refusal, before anything is recorded)
+    return submit_cluster(engine, ClusterRunSpec(doc, dry_run, base=base.id, only=(node.name,)))
