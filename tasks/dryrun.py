@@ -147,9 +147,9 @@ def current() -> Session | None:
 def _api_error(status: int, reason: str, message: str) -> Exception:
     from kubernetes.client.exceptions import ApiException
 
-    err = ApiException(status=status, reason=reason)
-    err.body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
-                           "reason": reason, "code": status})
+    err: Exception = ApiException(status=status, reason=reason)
+    err.body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",  # type: ignore[attr-defined]
+                           "message": message, "reason": reason, "code": status})
     return err
 
 

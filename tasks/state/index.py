@@ -142,7 +142,7 @@ def _walk(client: redis.Redis, index: str | None, after: str | None) -> Iterator
         return
     start = 0
     if after:
-        rank = client.zrevrank(index, after)
+        rank: Any = client.zrevrank(index, after)
         if rank is None:
             raise BadCursorError(f"--after {after}: no such run in this listing (pruned, or another filter)")
         start = int(rank) + 1

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from kubeboot.tasks.redaction import redact
 from kubeboot.tasks.state.keys import PARENTS_DUE, batch_slots_key, run_key
@@ -160,7 +161,8 @@ class Parents:
         return {n: text(v) if v is not None else None for n, v in zip(names, values, strict=True)}
 
     def set_fields(self, run_id: str, **values: str | int) -> None:
-        self._r.hset(run_key(run_id), mapping=values)
+        mapping: dict[FieldT, EncodableT] = dict(values.items())
+        self._r.hset(run_key(run_id), mapping=mapping)
 
     def count_done(self, run_id: str) -> None:
         self._r.hincrby(run_key(run_id), "done", 1)
