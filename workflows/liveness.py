@@ -6,12 +6,18 @@
 - ``sweep``: a worker killed whole (main process and pool), or one cut off from Redis, leaves its
   phase's message unacked, and the Redis broker gives it back only after the visibility timeout (600 s
   by default). Instead, every phase transition records a deadline in the run state's lease index (the
-  lease of a running copy, renewed while it runs; a retry's due time; a success's grace for sending
-  the successor), and every worker sweeps the index at start-up and every ``SWEEP_EVERY`` seconds:
-  for each run whose deadline passed, it re-sends the chain from the run's frontier (exactly one
-  sweeper does, ``RunStore.postpone_lease``), once a worker consumes that queue. The re-sent copy, the
-  original message restored later, or a copy still held by a live worker are duplicates that the run
-  state dedupes (``tasks.phasetask``): the phase's action runs once, the run finishes once.
+  lease of a running copy, renewed while it runs; a retry's due time; a success's grace for its
+  successor to start), and every worker sweeps the index at start-up and every ``SWEEP_EVERY``
+  seconds. A run whose deadline passed is re-sent from its frontier (by exactly one sweeper,
+  ``RunStore.postpone_lease``) when its phase is stuck, not merely late:
+    - a running phase whose lease lapsed: the copy running it stopped renewing it (its process died,
+      or its worker lost Redis and cancelled it);
+    - a retry or a success whose worker is gone, or was restarted since (``presence.worker_since``):
+      the retry's message, or the successor it was about to send, died with it;
+    - a retry or a success whose worker lives, once ``STALE_AFTER`` has passed: its message was lost
+      (not waiting in a backlog: re-sending those would only lengthen the backlog).
+  The re-sent copy, the original message restored later, or a copy still held by a live worker are
+  duplicates that the run state dedupes (``tasks.phasetask``): the action runs once, the run ends once.
 """
 
 from __future__ import annotations
@@ -62,14 +68,16 @@ def waiting_on(client: redis.Redis, run: RunRecord, records: list[PhaseRecord]) 
 
 SWEEP_EVERY = 5.0  # seconds between two sweeps of one worker
 RESEND_AGAIN = 30.0  # a re-sent run whose deadline passes again is re-sent after this long
-NOBODY_AGAIN = SWEEP_EVERY  # a run whose queue has no consumer is looked at again this soon
+LOOK_AGAIN = 2 * SWEEP_EVERY  # a late run (or one whose queue nobody consumes) is looked at again then
+STALE_AFTER = 120.0  # a retry or success of a live worker whose next step has not started by then was lost
 
 
 def sweep(app: Celery, client: redis.Redis, store: RunStore) -> list[str]:
     """Re-send the runs whose lease deadline passed (module docstring); returns what it re-sent."""
-    from kubeboot.tasks.state.presence import consumer
+    from kubeboot.tasks.state.presence import consumer, now_ms
 
     resent = []
+    now = now_ms(client)
     for run_id, node, path, seen in store.overdue_leases():
         run = store.get_run(run_id)
         records = store.phase_records(run_id) if run and run.status in ACTIVE else []
@@ -78,8 +86,8 @@ def sweep(app: Celery, client: redis.Redis, store: RunStore) -> list[str]:
         if entry is None or (entry.status in DONE and frontier is not None and frontier.status != "pending"):
             store.drop_lease(run_id, node, path)  # the run ended, or moved on: nothing is stuck
             continue
-        if consumer(client, queue) is None:
-            store.postpone_lease(run_id, node, path, seen=seen, delay=NOBODY_AGAIN)
+        if consumer(client, queue) is None or not _stuck(client, entry, now):
+            store.postpone_lease(run_id, node, path, seen=seen, delay=LOOK_AGAIN)
             continue
         if not store.postpone_lease(run_id, node, path, seen=seen, delay=RESEND_AGAIN):
             continue  # another worker's sweep took it
@@ -89,6 +97,18 @@ def sweep(app: Celery, client: redis.Redis, store: RunStore) -> list[str]:
         except Exception:  # one run's trouble must not stop the sweep (it comes back after RESEND_AGAIN)
             log.exception("run %s: could not send its next phase again", run_id)
     return resent
+
+
+def _stuck(client: redis.Redis, entry: PhaseRecord, now: int) -> bool:
+    """Whether the phase behind an overdue entry can no longer move on by itself (module docstring)."""
+    from kubeboot.tasks.state.lease import LEASE_TTL
+    from kubeboot.tasks.state.presence import worker_since
+
+    if entry.status == "running":
+        return True
+    moved_at = (entry.lease or 0) - round(LEASE_TTL * 1000)  # a success: when it ended; a retry: when due
+    since = worker_since(client, entry.worker) if entry.worker else None
+    return since is None or since > moved_at or now - moved_at > STALE_AFTER * 1000
 
 
 def _resend(app: Celery, store: RunStore, run: RunRecord, records: list[PhaseRecord],

@@ -17,9 +17,9 @@ NO_LOCK: Final = f"{PREFIX}no-lock"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # no ':' so one name cannot forge another's key
 
 # The kinds of run. A run records the cluster lock it holds (if any) when it is created, so the kind
-# does not decide it: an init holds the cluster's init lock, a join none (its etcd-join phase takes
-# the cluster's etcd-member turn, ``tasks.joinrun``); a cluster or batch run is a parent whose child runs
-# (``tasks.state.parents``) hold theirs.
+# does not decide it: an init holds the cluster's init lock, a join none at submit (a control-plane
+# join's etcd-join takes the cluster's join-control-plane lock when it gets there, ``tasks.joinrun``);
+# a cluster or batch run is a parent whose child runs (``tasks.state.parents``) hold theirs.
 RUN_KINDS: Final = ("init", "join", "cluster", "batch")
 PARENTS_DUE: Final = f"{PREFIX}parents:due"
 
@@ -44,6 +44,10 @@ def lock_key(cluster: str, purpose: str) -> str:
 
 def queue_consumer_key(queue: str) -> str:
     return f"{PREFIX}queue:{queue}:consumer"
+
+
+def worker_alive_key(hostname: str) -> str:
+    return f"{PREFIX}worker:{hostname}:alive"
 
 
 # --- secondary indexes of runs (``tasks.state.index``) and parent runs (``tasks.state.parents``) ----------

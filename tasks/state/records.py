@@ -79,6 +79,8 @@ class PhaseRecord:
     finished: str | None
     delayed: str | None
     last_error: str | None
+    # The lease deadline, epoch ms of Redis's clock (internal: not in ``to_json``).
+    lease: int | None = None
 
     @classmethod
     def from_fields(cls, node: str, path: str, f: dict[str, str]) -> PhaseRecord:
@@ -86,6 +88,7 @@ class PhaseRecord:
             node=node, path=path, status=f.get("status", "pending"), attempts=int(f.get("attempts", "0")),
             worker=f.get("worker"), started=f.get("started"), finished=f.get("finished"),
             delayed=f.get("delayed"), last_error=f.get("last_error"),
+            lease=int(float(f["lease"])) if f.get("lease") else None,
         )
 
     @property

@@ -174,9 +174,11 @@ return {'ok', tostring(attempts)}
 
 # ARGV 6 owner, 7 message, 8 when the next attempt is due (ISO 8601), 9 ms by which it must have started.
 RETRY = PRELUDE + _OWN + """
-redis.call('HSET', PHASES, P .. 'status', 'retrying', P .. 'last_error', ARGV[7], P .. 'delayed', ARGV[8])
-redis.call('HDEL', PHASES, P .. 'owner', P .. 'lease')
-index(run_id, clock_ms() + tonumber(ARGV[9]))
+local until_ms = clock_ms() + tonumber(ARGV[9])
+redis.call('HSET', PHASES, P .. 'status', 'retrying', P .. 'last_error', ARGV[7], P .. 'delayed', ARGV[8],
+  P .. 'lease', until_ms)
+redis.call('HDEL', PHASES, P .. 'owner')
+index(run_id, until_ms)
 event(NODE, PATH, 'retry', attempts, ARGV[7])
 return {'ok', tostring(attempts)}
 """
