@@ -55,7 +55,8 @@ the run record, the lock and the event. Run creation is a MULTI/EXEC pipeline. T
 |                                       |        |                   | renewed while the action runs, kept a short     |
 |                                       |        |                   | grace after success; a copy that finds another  |
 |                                       |        |                   | copy's unexpired lease waits, an expired one is |
-|                                       |        |                   | taken over (its holder died)                    |
+|                                       |        |                   | taken over (its holder died). While retrying    |
+|                                       |        |                   | (no owner): when the retry is due + the lease   |
 |                                       |        | ``…|pred``        | the lease-index member of the phase that sent   |
 |                                       |        |                   | this one (set when it succeeded, cleared when   |
 |                                       |        |                   | this one starts: that entry has served)         |
@@ -64,6 +65,8 @@ the run record, the lock and the event. Run creation is a MULTI/EXEC pipeline. T
 |                                       |        | message           | skipped; run-level entries have empty node and  |
 |                                       |        |                   | phase: submitted / resumed / succeeded / failed |
 | ``kubeboot:run:<id>:secret:<name>``   | string | –                 | sealed secret (``tasks.state.secrets``)         |
+| ``kubeboot:queue:<q>:consumer``,      | string | –                 | workers' beats: ``tasks.state.presence``        |
+| ``kubeboot:worker:<host>:alive``      |        |                   |                                                 |
 | (parents, indexes)                    |        |                   | a parent run's steps and extra fields, the      |
 |                                       |        |                   | batch slots: ``tasks.state.parents``; indexes   |
 |                                       |        |                   | by kind, status, batch and pruning:             |
