@@ -226,7 +226,7 @@ class Parents:
             return
         again = batch_slots_key(batch_id, "again")
         queued = {text(n) for n in self._r.lrange(again, 0, -1)}
-        fresh = [n for n in names if n not in queued]
+        fresh = [n for n in dict.fromkeys(names) if n not in queued]
         if fresh:
             self._r.rpush(again, *fresh)
 
