@@ -21,6 +21,8 @@ pool forks) wraps the phase for every pool child.
   right after the phase's success is recorded in the run state and before the task returns (so before
   its ack and before the chain's next link is sent), SIGKILL the pool child, or the whole worker.
 
+Any fault may name a ``"node"``: then only that node's phase (the config's node name) is affected.
+
 A phase that shares its function with siblings (``certs/ca`` and ``certs/apiserver`` both call
 ``run_cert``) is told apart by its arguments, as the phase tree gives them.
 """
@@ -97,8 +99,8 @@ def _after(fault: dict[str, Any]) -> None:
 def _wrap(fn: Callable[..., None], fault: dict[str, Any], args: tuple[str, ...]) -> Callable[..., None]:
     @functools.wraps(fn)
     def faulty(ctx: Any, *call_args: str) -> None:
-        if tuple(call_args) != args:  # a sibling phase sharing this function
-            fn(ctx, *call_args)
+        if tuple(call_args) != args or fault.get("node", ctx.cfg.node_name) != ctx.cfg.node_name:
+            fn(ctx, *call_args)  # a sibling phase sharing this function, or another node's phase
             return
         if fault["kind"] == "count":
             _count_call(Path(fault["dir"]) / fault["phase"].replace("/", "_"))
