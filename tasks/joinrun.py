@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubeboot.config.join import JoinConfig, build_join_config
@@ -66,13 +67,39 @@ class RedisTurn:
 
 
 def join_context(rt: WorkerRuntime, run_id: str, node: str, target: str, *, out: Callable[[str], None],
-                 secrets: SecretsHandle, scratch: dict[str, Any]) -> PhaseContext:
+                 secrets: SecretsHandle, scratch: dict[str, Any], root: Path | None = None) -> PhaseContext:
+    """``root``: the node root (a dry run's temporary one), default the worker's."""
     join = join_config(rt, run_id)
+    dry = rt.dry_run(run_id)
+    if dry:
+        join = dry_run_discovery(rt, run_id, join, out)
     cfg = config_for(join, secrets.get)
     if target == "control":
         return ControlContext(cfg, node, out=out, secrets=secrets, scratch=scratch, address_map=rt.address_map,
                               show_secrets=False)  # out is the worker log
-    ctx = JoinNodeContext(cfg, NodeFS(rt.root), out=out, secrets=secrets, scratch=scratch,
+    ctx = JoinNodeContext(cfg, NodeFS(root or rt.root), out=out, secrets=secrets, scratch=scratch,
                           address_map=rt.address_map, kubelet=rt.kubelet, show_secrets=False, join=join)
     ctx.turn = RedisTurn(rt, run_id, lambda: ctx.cfg.cluster.clusterName)
+    if dry and join.token_discovery is not None:
+        from kubeboot.tasks import dryrun
+
+        tracker = dryrun.Tracker(rt.dry_run_scope(run_id) / "api")
+        ctx.fetch = dryrun.cluster_info_fetch(tracker, join.endpoint, join.token_discovery.token)
     return ctx
+
+
+def dry_run_discovery(rt: WorkerRuntime, run_id: str, join: JoinConfig, out: Callable[[str], None]) -> JoinConfig:
+    """kubeadm's mutateTokenDiscoveryForDryRun: with no cluster-info of this dry run's own (a join dry-run
+    on its own), discovery reads a made-up one, whose CA is pinned in addition to the given pins."""
+    from kubeboot.tasks import dryrun
+
+    td = join.token_discovery
+    if td is None or dryrun.has_cluster_info(dryrun.Tracker(rt.dry_run_scope(run_id) / "api")):
+        return join
+    _, pin = dryrun.fake_ca()
+    out("[dryrun] Mutating the JoinConfiguration.Discovery.BootstrapToken to satisfy the dry-run without a real "
+        f"cluster-info ConfigMap: CACertHash {pin}")
+    changed = join.join.model_copy(deep=True)
+    assert changed.discovery.bootstrapToken is not None
+    changed.discovery.bootstrapToken.caCertHashes = [*td.caCertHashes, pin]
+    return JoinConfig(changed, join.source)
