@@ -77,6 +77,7 @@ def main(argv: list[str]) -> int:
         return 0
     store = Store(client, flags.etcd_prefix)
     mirror = Mirror(store, log)
+    store.cache = mirror.cached
     try:
         store.bootstrap()
         mirror.start()

@@ -97,6 +97,8 @@ class Store:
     def __init__(self, client: etcd.Etcd, prefix: str = keys.DEFAULT_PREFIX) -> None:
         self.etcd, self.prefix = client, prefix
         self.lock = threading.RLock()
+        # The last value seen of a key, from the informer cache (mirror.Mirror.cached): updates start there.
+        self.cache: Callable[[str], Stored | None] = lambda _key: None
         self._written = 0
         self._written_lock = threading.Lock()
 
@@ -244,8 +246,8 @@ class Store:
         none means an unconditional update."""
         meta = obj.setdefault("metadata", {})
         names.check_object(resource, obj)
-        return self.guaranteed_update(resource, meta.get("namespace", ""), meta["name"], lambda _old: obj,
-                                      dry_run=dry_run)
+        return self.guaranteed_update(resource, meta.get("namespace", ""), meta["name"],
+                                      lambda _old: copy.deepcopy(obj), dry_run=dry_run)
 
     def patch(self, resource: str, namespace: str, name: str, change: Callable[[Obj], Obj], *,
               dry_run: bool = False) -> Obj:
@@ -257,22 +259,37 @@ class Store:
         on a lost race read again and call ``change`` again. A resourceVersion ``change`` leaves that is not
         the current one is a failed precondition: 409 Conflict."""
         key = self.key(resource, namespace, name)
-        current = self._read(key)
+        current, fresh = self._origin(key)
         for _ in range(UPDATE_ATTEMPTS):
             if current is None:
                 raise errors.not_found(resource, name)
-            new = self._next(resource, name, current, change(copy.deepcopy(current.obj)))
+            try:
+                new = self._next(resource, name, current, change(copy.deepcopy(current.obj)))
+            except errors.ApiError:
+                if fresh:
+                    raise
+                current, fresh = self._read(key), True  # judged on a cached copy: judge the stored one
+                continue
             data = encode(new)
             if data == current.raw or dry_run:  # a no-op write stores nothing and keeps the resourceVersion
-                return new
+                if fresh:
+                    return new
+                current, fresh = self._read(key), True
+                continue
             ok, revision, responses = self.etcd.txn([etcd.mod_revision_is(key, current.revision)],
                                                     [etcd.put(key, data)], [etcd.get(key)])
             if ok:
                 new["metadata"]["resourceVersion"] = str(revision)
                 self._wrote(revision)
                 return new
-            current = _stored(responses)
+            current, fresh = _stored(responses), True
         raise errors.conflict(resource, name)
+
+    def _origin(self, key: str) -> tuple[Stored | None, bool]:
+        """(where an update starts, whether it was read from etcd just now): the cache's copy when it has
+        one, as GuaranteedUpdate's cachedExistingObject; the transaction on its revision proves it current."""
+        cached = self.cache(key)
+        return (cached, False) if cached is not None else (self._read(key), True)
 
     @staticmethod
     def _next(resource: str, name: str, current: Stored, new: Obj) -> Obj:
@@ -297,18 +314,22 @@ class Store:
                resource_version: str | None = None, dry_run: bool = False) -> Obj:
         """The deleted object, its resourceVersion the deletion's revision (as the real server answers)."""
         key = self.key(resource, namespace, name)
-        current = self._read(key)
+        current, fresh = self._origin(key)
         for _ in range(UPDATE_ATTEMPTS):
             if current is None:
                 raise errors.not_found(resource, name)
             old, meta = current.obj, current.obj["metadata"]
+            problem = ""
             if uid and uid != meta["uid"]:
-                raise errors.conflict(resource, name, f"Precondition failed: UID in precondition: {uid}, "
-                                                      f"UID in object meta: {meta['uid']}")
-            if resource_version and resource_version != meta["resourceVersion"]:
-                raise errors.conflict(resource, name, "Precondition failed: ResourceVersion in precondition: "
-                                                      f"{resource_version}, ResourceVersion in object meta: "
-                                                      f"{meta['resourceVersion']}")
+                problem = f"Precondition failed: UID in precondition: {uid}, UID in object meta: {meta['uid']}"
+            elif resource_version and resource_version != meta["resourceVersion"]:
+                problem = (f"Precondition failed: ResourceVersion in precondition: {resource_version}, "
+                           f"ResourceVersion in object meta: {meta['resourceVersion']}")
+            if (problem or dry_run) and not fresh:
+                current, fresh = self._read(key), True  # judged on a cached copy: judge the stored one
+                continue
+            if problem:
+                raise errors.conflict(resource, name, problem)
             if dry_run:
                 return old
             ok, revision, responses = self.etcd.txn([etcd.mod_revision_is(key, current.revision)],
@@ -317,7 +338,7 @@ class Store:
                 meta["resourceVersion"] = str(revision)
                 self._wrote(revision)
                 return old
-            current = _stored(responses)
+            current, fresh = _stored(responses), True
         raise errors.conflict(resource, name)
 
 

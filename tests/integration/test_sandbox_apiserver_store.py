@@ -83,8 +83,8 @@ def test_deployment_generation_starts_at_1_and_grows_only_when_the_spec_changes(
     dep = {"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "d", "namespace": "default"},
            "spec": {"replicas": 1}}
     assert store.create("apps/deployments", dep)["metadata"]["generation"] == 1
-    labelled = {**dep, "metadata": {**dep["metadata"], "labels": {"a": "b"}}}
-    assert store.update("apps/deployments", labelled)["metadata"]["generation"] == 1
+    labelled = store.update("apps/deployments", {**dep, "metadata": {**dep["metadata"], "labels": {"a": "b"}}})
+    assert labelled["metadata"]["generation"] == 1
     scaled = {**labelled, "spec": {"replicas": 2}}
     assert store.update("apps/deployments", scaled)["metadata"]["generation"] == 2
 
@@ -192,3 +192,22 @@ def test_concurrent_patches_from_many_threads_lose_no_update(store: Store) -> No
     final = store.get(CM, "default", "counter")
     assert final is not None
     assert final["data"]["n"] == "160"
+
+
+def test_an_update_started_from_a_stale_cached_copy_is_judged_on_the_stored_object(store: Store) -> None:
+    """As GuaranteedUpdate with the watch cache's copy: the transaction on the copy's revision fails, the
+    stored object is read, and preconditions are checked against it, not against the copy."""
+    first = store.create(CM, cm("c", k="1"))
+    stale = store._read(store.key(CM, "default", "c"))
+    second = store.update(CM, {**cm("c", k="2"), "metadata": dict(first["metadata"])})
+    store.cache = lambda key: stale if key == store.key(CM, "default", "c") else None
+    current = {**cm("c", k="3"), "metadata": {**second["metadata"]}}
+    third = store.update(CM, current)  # carries the stored resourceVersion, which the copy does not have
+    assert third["data"] == {"k": "3"}
+    e = error(store.update, CM, {**cm("c", k="4"), "metadata": dict(first["metadata"])})
+    assert (e.code, e.reason) == (409, "Conflict")
+    unconditional = store.update(CM, cm("c", k="5"))
+    assert int(unconditional["metadata"]["resourceVersion"]) > int(third["metadata"]["resourceVersion"])
+    assert store.get(CM, "default", "c")["data"] == {"k": "5"}
+    assert store.delete(CM, "default", "c", resource_version=unconditional["metadata"]["resourceVersion"])
+    assert store.get(CM, "default", "c") is None
