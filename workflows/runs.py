@@ -146,9 +146,7 @@ def _send(app: Celery, store: RunStore, run: RunRecord, steps: list[tuple[str, S
     """Record the planned skips of a new run and send (or hand back) its chain."""
     queues = [routed_queue(opts.route, s.placed.phase.target, n) for n, s in steps] + [extra_queue]
     with _ends_run_on_error(store, run.id, "submit"):
-        for n, s in steps:
-            if s.skip_reason:
-                store.mark_phase_skipped(run.id, n, s.path, reason=s.skip_reason)
+        store.mark_phases_skipped(run.id, [(n, s.path, s.skip_reason) for n, s in steps if s.skip_reason])
         declare(app, queues)
         canvas = chain_of(app, run.id, [(n, s) for n, s in steps if s.runs_action], opts.route)
         if opts.send:

@@ -113,6 +113,7 @@ from kubeboot.config.settings import DEFAULT_SECRET_TTL
 from kubeboot.tasks.state import index, parents
 from kubeboot.tasks.state.keys import (
     ACTIVE_RUNS,
+    NO_LOCK,
     PREFIX,
     RUN_KINDS,
     RUNS_INDEX,
@@ -212,9 +213,8 @@ class RunStore(Transitions):
                 pipe.execute()
             except redis.WatchError:
                 raise RunExistsError(f"run {run_id} already exists") from None
-        record = self.get_run(run_id)
-        assert record is not None  # just written in the same transaction
-        return record
+        self._lock_keys[run_id] = lock[0] if lock is not None else NO_LOCK  # the transitions' keys, known
+        return RunRecord.from_hash({str(k): text(v) for k, v in fields.items()})  # what was just written
 
     def get_run(self, run_id: str) -> RunRecord | None:
         raw = self._r.hgetall(run_key(run_id))

@@ -150,6 +150,14 @@ class Transitions:
     def mark_phase_skipped(self, run_id: str, node: str, path: str, *, reason: str = "") -> Verdict:
         return self._phase("SKIP", run_id, node, path, _message(reason))
 
+    def mark_phases_skipped(self, run_id: str, skipped: list[tuple[str, str, str]]) -> list[Verdict]:
+        """``mark_phase_skipped`` for each (node, path, reason), in one round trip (a plan skips many)."""
+        with self._r.pipeline(transaction=False) as pipe:
+            for node, path, reason in skipped:
+                self._phase("SKIP", run_id, node, path, _message(reason), client=pipe)
+            replies: list[Any] = pipe.execute()
+        return [Verdict(text(r[0]), text(r[1])) for r in replies]
+
     # --- runs ---------------------------------------------------------------------------------
     def complete_run(self, run_id: str) -> Verdict:
         """The last link of the chain: succeeded if every planned phase is done, else failed saying which."""
@@ -173,7 +181,10 @@ class Transitions:
         return verdict
 
     # --- plumbing -----------------------------------------------------------------------------
-    def _phase(self, script: str, run_id: str, node: str, path: str, *extra: EncodableT) -> Verdict:
+    def _phase(self, script: str, run_id: str, node: str, path: str, *extra: EncodableT,
+               client: Any = None) -> Verdict:
+        """Run one transition script (queued on ``client`` when it is a pipeline: its reply comes from
+        the pipeline's ``execute``)."""
         key = run_key(run_id)
         lock = self._lock_key(run_id)
         keys = [key, f"{key}:phases", f"{key}:events", ACTIVE_RUNS, lock, f"{lock}:fence", LEASES]
@@ -182,11 +193,13 @@ class Transitions:
         if node or path:
             field_prefix(node, path)
         try:
-            reply: Any = self._scripts[script](keys=keys, args=args)
+            reply: Any = self._scripts[script](keys=keys, args=args, client=client)
         except redis.ResponseError as e:
             if "no such run" in str(e):
                 raise NoSuchRunError(f"no such run: {run_id}") from None
             raise
+        if client is not None:
+            return Verdict("queued")
         if not isinstance(reply, list):
             return Verdict(str(reply))
         verdict = Verdict(text(reply[0]), text(reply[1]))

@@ -358,3 +358,14 @@ def test_finishing_an_unknown_run_fails_and_writes_nothing(store: RunStore, clie
     with pytest.raises(NoSuchRunError, match="no such run: r-404"):
         store.finish_run("r-404", status="failed", error="boom")
     assert client.dbsize() == 0
+
+
+def test_the_phases_a_plan_skips_are_recorded_together_with_their_reasons(store: RunStore) -> None:
+    new_run(store)
+    verdicts = store.mark_phases_skipped("r-1", [("cp1", "certs/apiserver", "--skip-phases"),
+                                                ("w1", "preflight", "not selected")])
+    assert [v.action for v in verdicts] == ["ok", "ok"]
+    skipped = {(r.node, r.path): r.last_error for r in store.phase_records("r-1") if r.status == "skipped"}
+    assert skipped == {("cp1", "certs/apiserver"): "--skip-phases", ("w1", "preflight"): "not selected"}
+    assert [(e.phase, e.event) for e in store.events("r-1")][-2:] == [
+        ("certs/apiserver", "skipped"), ("preflight", "skipped")]
