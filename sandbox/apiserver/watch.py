@@ -23,7 +23,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,8 @@ def default_timeout() -> float:
     return MIN_REQUEST_TIMEOUT * (1 + random.random())
 
 
-def stream(store: Store, rt: ResourceType, namespace: str | None, opts: WatchOptions) -> Iterator[Obj | None]:
+def stream(store: Store, rt: ResourceType, namespace: str | None,
+           opts: WatchOptions) -> Generator[Obj | None, None, None]:
     """Watch events as dicts; ``None`` whenever ``TICK`` passes without one (the caller checks its client).
     Bad parameters raise ``ApiError`` before the first item, so they still get an error response."""
     rv = parse_rv(opts.resource_version) if opts.resource_version else 0
