@@ -13,6 +13,7 @@ an API server that waits for etcd, /readyz following etcd, and objects kept when
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import pytest
 from kubernetes import client, config, watch
 
 from kubeboot.config.loader import build_init_config
+from kubeboot.sandbox.informer import Informer
 from kubeboot.tasks import certlist
 from kubeboot.tasks.fsutil import NodeFS
 from kubeboot.tasks.phases import certs, kubeconfig
@@ -248,6 +250,26 @@ def test_a_quiet_watch_with_bookmarks_gets_a_bookmark_from_etcds_progress_notifi
         stream.stop()
     assert [e["type"] for e in seen] == ["BOOKMARK"]
     assert int(seen[0]["raw_object"]["metadata"]["resourceVersion"]) >= int(rv)
+
+
+def test_the_sandbox_informer_lists_then_follows_changes_made_through_the_other_server(cluster: Cluster) -> None:
+    """sandbox.informer, what the sandbox kubelet and controllers watch with: its cache follows the API."""
+    ns = namespace(cluster, "informed")
+    on_b = cluster.core(cluster.b)
+    on_b.create_namespaced_config_map(ns, cm("before"))
+    informer = Informer(lambda: contextlib.nullcontext(cluster.api(cluster.a)), f"/api/v1/namespaces/{ns}/configmaps")
+    informer.start()
+    try:
+        wait(informer.synced.is_set, "the informer's first list")
+        assert [o["metadata"]["name"] for o in informer.items()] == ["before"]
+        informer.changed.clear()
+        on_b.create_namespaced_config_map(ns, cm("after"))
+        on_b.delete_namespaced_config_map("before", ns)
+        wait(lambda: [o["metadata"]["name"] for o in informer.items()] == ["after"], "the informer to follow")
+        assert informer.changed.is_set()
+        assert informer.get(ns, "after")["data"] == {"k": "v"}
+    finally:
+        informer.stop()
 
 
 # --- pagination ---------------------------------------------------------------------------------------------
