@@ -50,6 +50,7 @@ bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench.worker_memory
 	$(BIN)/python -m bench.sandbox_node
 	$(BIN)/python -m bench.full_init
+	$(BIN)/python -m bench.apiserver
 
 # For working on kubeboot itself: an editable install.
 install-dev: $(VENV)/.test-deps
