@@ -18,7 +18,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from cryptography import x509
@@ -26,9 +26,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from kubeboot.config import constants as c
-from kubeboot.config.resolved import InitConfig
 from kubeboot.tasks import goyaml
 from kubeboot.tasks.pki import load_cert, load_key, public_key_der
+
+if TYPE_CHECKING:  # annotations only: reading a kubeconfig (the sandbox's light clients) needs no pydantic
+    from kubeboot.config.resolved import InitConfig
 
 ServerKind = Literal["cluster", "local", "kubelet"]
 
