@@ -3,10 +3,12 @@
 Reads: the run's config documents (the JoinConfiguration, encrypted in the run state) and the run
 secrets discovery left (``tasks.phases.joincontext``). Writes: nothing itself.
 
-The etcd membership turn of a node phase is a Redis ``SerialLock`` of the cluster (the cluster's own
-name, learnt by discovery), purpose ``etcd-member``: one membership change at a time per cluster, the
-holder being the join run; re-entrant for that run (a retried or resumed etcd-join keeps its turn),
-recovered when the holding run has ended, and lapsing with ``KUBEBOOT_LOCK_TTL`` if its worker vanished.
+The etcd membership turn of a node phase is the cluster's control-plane join lock
+(``tasks.state.lock.control_plane_join_lock``, keyed by the cluster's own name, learnt by discovery):
+one membership change at a time per cluster, the holder being the join run; re-entrant for that run (a
+retried or resumed etcd-join keeps its turn), recovered when the holding run has ended, and lapsing with
+``KUBEBOOT_LOCK_TTL`` if its worker vanished. It is held from MemberAddAsLearner to a healthy cluster
+only, not for the whole join: the rest of control-plane joins run side by side.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from kubeboot.tasks.phases.joincontext import JoinNodeContext, config_for
 if TYPE_CHECKING:
     from kubeboot.tasks.runtime import WorkerRuntime
 
-MEMBERSHIP_PURPOSE = "etcd-member"
 _CACHE: OrderedDict[str, JoinConfig] = OrderedDict()  # a run's JoinConfiguration never changes
 _CACHE_SIZE = 16
 
@@ -38,7 +39,7 @@ def join_config(rt: WorkerRuntime, run_id: str) -> JoinConfig:
 
 
 class RedisTurn:
-    """``joincontext.Turn`` over the cluster's ``etcd-member`` SerialLock, held by the join run."""
+    """``joincontext.Turn`` over the cluster's control-plane join lock, held by the join run."""
 
     def __init__(self, rt: WorkerRuntime, run_id: str, cluster: Callable[[], str]) -> None:
         self._rt = rt
@@ -46,10 +47,9 @@ class RedisTurn:
         self._cluster = cluster  # read when used: known once discovery has run
 
     def _lock(self) -> Any:
-        from kubeboot.tasks.state.lock import SerialLock
+        from kubeboot.tasks.state.lock import control_plane_join_lock
 
-        return SerialLock(self._rt.redis, self._cluster(), MEMBERSHIP_PURPOSE, self._rt.settings.lock_ttl,
-                          activity="is changing its etcd membership for")
+        return control_plane_join_lock(self._rt.redis, self._cluster(), self._rt.settings.lock_ttl)
 
     def acquire(self) -> str:
         from kubeboot.tasks.state.lock import LockHeldError

@@ -247,7 +247,7 @@ def test_the_joined_nodes_kubeconfigs_are_kubeadms_join_set(ha: HA, node: str) -
 
 
 def test_the_membership_turn_is_free_after_the_joins(ha: HA) -> None:
-    assert ha.box.client().get("kubeboot:cluster:sb1:lock:etcd-member") is None
+    assert ha.box.client().get("kubeboot:cluster:sb1:lock:join-control-plane") is None
 
 
 # --- what fails ---------------------------------------------------------------------------------------

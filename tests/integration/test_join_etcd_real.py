@@ -150,7 +150,7 @@ class Cluster:
 
 
 class MemoryTurn:
-    """The etcd-member turn of one cluster, in memory: one holder at a time, re-entrant."""
+    """The membership turn of one cluster, in memory: one holder at a time, re-entrant."""
 
     holder: str = ""
 
