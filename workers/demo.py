@@ -1,10 +1,12 @@
-"""``make demo``: bootstrap a cluster on a sandbox machine through the whole workflow engine.
+"""``make demo``: one HA cluster (3 control-plane nodes behind a load balancer, 2 workers) on sandbox
+machines, bootstrapped by ONE ``kubeboot submit cluster``, live in the terminal and in Flower.
 
-Brings up a sandbox node (``kubeboot sandbox up``: embedded Redis, a control worker, the node's
-worker and sandbox kubelet) and Flower, submits ``kubeboot submit init --upload-certs --wait`` for
-it, shows the run live and the Flower URL, then prints the join commands, how to reach the cluster
-with kubectl and what the node holds. Everything started is stopped at the end (``--keep`` leaves it
-running). All state lives under ``--out``.
+Brings up the sandbox (``kubeboot sandbox up --control-planes 3 --workers 2``: embedded Redis, a control
+worker, per node a node worker and a sandbox kubelet, the load balancer, a supervisor) and Flower, submits
+the cluster.yaml the sandbox wrote (``submit cluster -f ... --wait``: the init, the control-plane joins
+one at a time, the workers together), then lists the cluster's Nodes as ``kubectl get nodes`` does,
+through the official ``kubernetes`` client and the generated admin.conf. Everything started is stopped at
+the end (``--keep`` leaves it running). All state lives under ``--out``.
 """
 
 from __future__ import annotations
@@ -16,29 +18,11 @@ import signal
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-
-def _describe(path: Path) -> str:
-    """One line about a produced file: what a kubeadm user would check first."""
-    data = path.read_bytes()
-    if path.suffix == ".crt":
-        from kubeboot.tasks.pki import load_cert
-
-        cert = load_cert(data)
-        return (f"{cert.subject.rfc4514_string()}, issued by {cert.issuer.rfc4514_string()}, "
-                f"expires {cert.not_valid_after_utc:%Y-%m-%d}")
-    if path.suffix == ".conf":
-        import yaml
-
-        doc = yaml.safe_load(data)
-        return f"user {doc['users'][0]['name']} -> {doc['clusters'][0]['cluster']['server']}"
-    if path.parent.name == "manifests":
-        import yaml
-
-        pod = yaml.safe_load(data)
-        return f"static Pod {pod['metadata']['name']}, image {pod['spec']['containers'][0]['image']}"
-    return f"{len(data)} bytes"
+CONTROL_PLANES, WORKERS = 3, 2
 
 
 def _free_port(preferred: int) -> int:
@@ -52,11 +36,34 @@ def _free_port(preferred: int) -> int:
     raise RuntimeError("no free port")
 
 
-def _inventory(root: Path) -> None:
-    print(f"\n[demo] what the control-plane node holds, under {root}:\n")
-    for path in sorted(p for p in (root / "etc/kubernetes").rglob("*") if p.is_file()):
-        mode = oct(path.stat().st_mode & 0o777)[2:]
-        print(f"  {mode}  /{path.relative_to(root)!s:<52} {_describe(path)}")
+def _age(created: datetime | None) -> str:
+    """kubectl's AGE column, roughly: 42s, 3m, 2h."""
+    if created is None:
+        return "<unknown>"
+    seconds = int((datetime.now(UTC) - created).total_seconds())
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
+
+
+def get_nodes(admin_conf: Path) -> list[str]:
+    """``kubectl get nodes`` of the cluster, read with the official client (kubectl may not be installed)."""
+    import yaml
+    from kubernetes import client, config
+
+    api = config.new_client_from_config_dict(yaml.safe_load(admin_conf.read_text()))
+    rows = [("NAME", "STATUS", "ROLES", "AGE", "VERSION")]
+    for node in sorted(client.CoreV1Api(api).list_node().items, key=lambda n: n.metadata.name):
+        ready = next((c.status for c in node.status.conditions or [] if c.type == "Ready"), "Unknown")
+        roles = sorted(k.split("/", 1)[1] for k in node.metadata.labels or {}
+                       if k.startswith("node-role.kubernetes.io/"))
+        rows.append((node.metadata.name, "Ready" if ready == "True" else "NotReady", ",".join(roles) or "<none>",
+                     _age(node.metadata.creation_timestamp), node.status.node_info.kubelet_version))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return ["   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def _run(cli: list[str], *args: str) -> int:
+    print(f"\n==> kubeboot {' '.join(args)}\n", flush=True)
+    return subprocess.run([*cli, *args], check=False).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,37 +83,44 @@ def main(argv: list[str] | None = None) -> int:
     env = SandboxEnv(out / "state" / "sandbox", print)
     flower: subprocess.Popen[bytes] | None = None
     try:
-        print("==> kubeboot sandbox up --nodes 1\n", flush=True)
-        if subprocess.run([*cli, "sandbox", "up", "--nodes", "1"], check=False).returncode:
+        if _run(cli, "sandbox", "up", "--control-planes", str(CONTROL_PLANES), "--workers", str(WORKERS)):
             return 1
-        (out / "logs").mkdir(parents=True, exist_ok=True)
-        with (out / "logs" / "flower.log").open("ab") as log:
-            flower = subprocess.Popen([*cli, "flower", "--port", str(port)], stdout=log, stderr=log,
-                                      start_new_session=True)
+        flower = _start_flower(cli, out, port)
         box = env.load()
-        config = next(iter(box.clusters.values()))
-        node = box.nodes[0]
-        print(f"\n[demo] Flower: http://127.0.0.1:{port}  (every phase of every run, live)")
-        print(f"\n==> kubeboot submit init --config {config} --upload-certs --wait\n", flush=True)
-        run = subprocess.run([*cli, "submit", "init", "--config", config, "--upload-certs", "--wait"], check=False)
-        if run.returncode:
-            print(f"[demo] the run failed; logs are in {out / 'state' / 'sandbox' / 'logs'}", file=sys.stderr)
-            return run.returncode
-        root = Path(node.root)
-        _inventory(root)
-        print("\n[demo] reach the cluster with kubectl (or the kubernetes Python client):")
-        print(f"  kubectl --kubeconfig {root}/etc/kubernetes/admin.conf get nodes")
+        document = box.cluster_docs["sb1"]
+        print(f"\n[demo] Flower: http://127.0.0.1:{port}  (search the cluster run's id: every task of the cluster)")
+        code = _run(cli, "submit", "cluster", "-f", document, "--wait")
+        if code:
+            print(f"[demo] the cluster failed; logs are in {out / 'state' / 'sandbox' / 'logs'}", file=sys.stderr)
+            return code
+        admin = Path(box.cluster_nodes("sb1", "control-plane")[0].root) / "etc/kubernetes/admin.conf"
+        print("\n==> kubectl get nodes   (the official kubernetes client, admin.conf of sb1-cp1)\n")
+        for line in get_nodes(admin):
+            print(line)
+        print(f"\n[demo] reach the cluster: kubectl --kubeconfig {admin} get nodes")
         if args.keep:
             print(f"\n[demo] still running (--keep). Stop it with: KUBEBOOT_STATE_DIR={out / 'state'} "
                   "kubeboot sandbox down")
         return 0
     finally:
         if not args.keep:
-            if flower is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(flower.pid, signal.SIGTERM)
-                flower.wait(20)
+            _stop(flower)
             subprocess.run([*cli, "sandbox", "down"], check=False)
+
+
+def _start_flower(cli: list[str], out: Path, port: int) -> subprocess.Popen[bytes]:
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    with (out / "logs" / "flower.log").open("ab") as log:
+        return subprocess.Popen([*cli, "flower", "--port", str(port)], stdout=log, stderr=log,
+                                start_new_session=True)
+
+
+def _stop(proc: Any) -> None:
+    if proc is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(20)
 
 
 if __name__ == "__main__":

@@ -124,3 +124,62 @@ def test_submit_init_dry_run_writes_to_its_temporary_root(dry: Any) -> None:
     assert f"[dryrun] node files go to {dry.state_dir / 'dry-run' / run_id}/nodes/cp1" in result.stdout
     assert (dry.state_dir / "dry-run" / run_id / "nodes/cp1/etc/kubernetes/admin.conf").is_file()
     assert not (dry.root / "etc").exists()
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Authorization": "Basic " + base64.b64encode(b"u:p").decode()})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return 0, b""
+
+
+def _flower_tasks(base: str, search: str) -> dict[str, Any]:
+    from urllib.parse import quote
+
+    status, body = _get(f"{base}/api/tasks?limit=10000&search={quote(search)}")
+    return dict(json.loads(body)) if status == 200 else {}
+
+
+def test_flower_finds_every_task_of_a_batch_and_of_each_cluster_by_its_id(dry: Any) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    dry.spawn("flower", "flower", "--port", str(port), "--basic-auth", "u:p")
+    dry.wait_for("Flower to see the control worker",
+                 lambda: b'flower_worker_online{worker="control@' in _get(f"{base}/metrics")[1])
+    batch = {"apiVersion": API, "kind": "Batch", "metadata": {"name": "seen"},
+             "spec": {"clusters": [cluster_doc(f"s{i}", 1, 1) for i in (1, 2)]}}
+    code, view = submit(dry, "batch", batch)
+    assert code == 0, dry.logs()
+    batch_id, store = view["batch"]["id"], dry.store
+    expected = {("kubeboot.batch.advance", batch_id)}
+    for name in ("s1", "s2"):
+        cluster = f"{batch_id}.{name}"
+        expected |= {("kubeboot.cluster.advance", cluster), ("kubeboot.cluster.ready", cluster)}
+        for kid, kind in ((f"{cluster}.{name}-cp1", "init"), (f"{cluster}.{name}-w1", "join")):
+            expected |= {(f"kubeboot.{kind}.{r.path.replace('/', '.')}", kid) for r in store.phase_records(kid)
+                         if r.status == "succeeded"} | {("kubeboot.run.finish", kid)}
+
+    def found(search: str) -> set[tuple[str, str]]:
+        return {(t["name"], _first_arg(t["args"])) for t in _flower_tasks(base, search).values()}
+
+    dry.wait_for("Flower to list every task of the batch", lambda: expected <= found(batch_id))
+    assert {task for task in found(batch_id) if task not in expected} == set()  # no other run's task matched
+    s1 = f"{batch_id}.s1"
+    assert found(s1) == {task for task in expected if task[1].startswith(s1)}
+
+
+def _first_arg(args: str) -> str:
+    import ast
+
+    value = ast.literal_eval(args)
+    return str(value[0])
