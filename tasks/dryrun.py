@@ -47,6 +47,7 @@ FAKE_ENDPOINT: Final = "192.168.0.101:6443"
 _PATH = re.compile(r"^/(?:api/(?P<v1>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
                    r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
 _VERBS: Final = {"POST": "CREATE", "PUT": "UPDATE", "PATCH": "PATCH", "DELETE": "DELETE"}
+_DUMPER: Final = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's when the wheel has it
 
 
 def scope_dir(base: Path, scope: str) -> Path:
@@ -105,7 +106,7 @@ class Tracker:
 
     def put(self, r: Request, obj: Obj) -> None:
         name = str((obj.get("metadata") or {}).get("name") or r.name)
-        atomic_write(self._path(r, name), json.dumps(obj, sort_keys=True), 0o600, dir_mode=0o700)
+        atomic_write(self._path(r, name), json.dumps(obj, sort_keys=True), 0o600, dir_mode=0o700, durable=False)
 
     def delete(self, r: Request) -> bool:
         path = self._path(r)
@@ -216,9 +217,8 @@ class DryRunApi:
 
     def _attach(self, obj: Obj) -> None:
         shown = obj if self.s.show_secrets else _hide_secret_data(obj)
-        self.s.out("[dryrun] Attached object:")
-        for line in yaml.safe_dump(shown, sort_keys=True).rstrip("\n").split("\n"):
-            self.s.out(line)
+        # One output call for the whole object: in a worker's log it is one record, not one per line.
+        self.s.out("[dryrun] Attached object:\n" + yaml.dump(shown, Dumper=_DUMPER, sort_keys=True).rstrip("\n"))
 
 
 def _hide_secret_data(obj: Obj) -> Obj:

@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     import ssl
 
 
-def atomic_write(path: str | Path, data: bytes | str, mode: int = 0o644, *, dir_mode: int = 0o755) -> None:
+def atomic_write(path: str | Path, data: bytes | str, mode: int = 0o644, *, dir_mode: int = 0o755,
+                 durable: bool = True) -> None:
     """Replace ``path`` with ``data``: temp file in the same directory, fsync, chmod, rename.
 
     The temporary file is created 0600 (mkstemp), so a secret is never readable by others, not even
-    for an instant; missing parent directories are created with ``dir_mode``.
+    for an instant; missing parent directories are created with ``dir_mode``. ``durable=False`` skips
+    the fsync (still never half-written) for throw-away files: a dry run's fake API objects.
     """
     target = Path(path)
     raw = data.encode() if isinstance(data, str) else data
@@ -39,7 +41,8 @@ def atomic_write(path: str | Path, data: bytes | str, mode: int = 0o644, *, dir_
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:

@@ -35,9 +35,10 @@ def is_parent(svc: Services, run_id: str) -> bool:
 
 
 def _concurrency(svc: Services, run: RunRecord) -> int:
-    from kubeboot.workflows.batch_runs import batch_spec
+    """The batch's bound, a field of its run (read without decrypting the batch or building the app)."""
+    from kubeboot.tasks.state.parents import Parents
 
-    return batch_spec(engine(svc), run.id).concurrency
+    return int(Parents(svc.redis).fields(run.id, "concurrency")["concurrency"] or 1)
 
 
 def render(svc: Services, run_id: str, output: str) -> str:

@@ -82,7 +82,8 @@ def submit_batch(engine: Engine, batch: Batch, *, concurrency: int, dry_run: boo
     plan = [(c.name, STEP) for c in batch.clusters]
     route = run_route({}, dry_run=dry_run)
     run = engine.store.create_run(kind="batch", cluster=batch.name, config=config, plan=plan, run_id=run_id,
-                                  extra={"batch": run_id, "route": json.dumps(route), "done": "0"})
+                                  extra={"batch": run_id, "route": json.dumps(route), "done": "0",
+                                         "concurrency": str(concurrency)})
     engine.parents.schedule(run_id, SWEEP_DELAY)
     engine.send(ADVANCE_TASK, run)
     return run

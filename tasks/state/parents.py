@@ -12,7 +12,8 @@ tasks carry the run id in their arguments.
 | ``kubeboot:run:<id>`` (extra fields) | hash   | ``parent``: the parent run's id (a child); ``batch``: the |
 |                                      |        | batch a run belongs to; ``route``: JSON ``{"nodes":       |
 |                                      |        | {node: queue}, "control": queue}``; ``dry_run``: "1";     |
-|                                      |        | ``done``: nodes / clusters done (a parent)                |
+|                                      |        | ``done``: nodes / clusters done (a parent);               |
+|                                      |        | ``concurrency``: a batch's bound                          |
 |                                      |        | (``…|waiting`` in its phases hash: since when a step's    |
 |                                      |        | child waits for a worker on its queue)                    |
 | ``kubeboot:parents:due``             | zset   | parent run id, score = when (epoch ms, Redis time) a      |

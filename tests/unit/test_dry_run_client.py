@@ -30,9 +30,9 @@ def test_a_write_is_printed_as_kubeadm_prints_it_and_kept_not_sent(tmp_path: Pat
         api = kubeapi.api_client(b"not even a kubeconfig: nothing is sent")
         kubeapi.ensure(api, CM)
         read = kubeapi.get(api, "ConfigMap", "kubeadm-config", "kube-system")
-    assert lines[:3] == ['[dryrun] Would perform action CREATE on resource "configmaps" in API group "core/v1"',
-                         '[dryrun] Resource name "kubeadm-config", namespace "kube-system"',
-                         "[dryrun] Attached object:"]
+    assert lines[:2] == ['[dryrun] Would perform action CREATE on resource "configmaps" in API group "core/v1"',
+                         '[dryrun] Resource name "kubeadm-config", namespace "kube-system"']
+    assert lines[2].startswith("[dryrun] Attached object:\napiVersion: v1\n")
     assert read is not None and read["data"] == CM["data"]  # the GET of what the run itself created
     stored = json.loads((tmp_path / "api/core/configmaps/kube-system/kubeadm-config.json").read_text())
     assert stored["metadata"]["uid"] and stored["metadata"]["resourceVersion"] == "1"
@@ -83,7 +83,7 @@ def test_a_secrets_data_is_printed_only_to_the_users_terminal(tmp_path: Path, sh
     ctx, lines = session(tmp_path, show_secrets=show)
     with ctx:  # type: ignore[attr-defined]
         kubeapi.ensure(kubeapi.api_client(b""), SECRET)
-    assert f"  token-secret: {shown}" in lines
+    assert f"\n  token-secret: {shown}\n" in "\n".join(lines)
     assert ("MDEyMzQ1Njc4OWFiY2RlZg==" in "\n".join(lines)) is show
 
 
