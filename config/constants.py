@@ -128,6 +128,11 @@ KUBEBOOT_NODE_MARKER: Final = "/var/lib/kubeboot/node.json"
 
 # --- kubeboot's own state (settings, embedded Redis, run store) ------------------------------------
 SECRET_KEY_FILE: Final = "secret.key"  # under the state dir, mode 0600
+# Trust material (tasks.trust), under the state dir unless KUBEBOOT_*_FILE names another place.
+NODE_PINS_DIR: Final = "keys/nodes"  # under the state dir: <worker id>.pub, one per node worker
+CONTROL_PUBLIC_KEY_STATE_FILE: Final = "keys/control.pub"  # under the state dir: what nodes pin
+NODE_KEY_STATE_FILE: Final = "keys/node-{worker}.key"  # under the state dir, mode 0600 (KUBEBOOT_NODE_KEY_FILE)
+DISPATCH_JOURNAL: Final = "dispatch/{worker}.json"  # under the state dir: the newest dispatch a node ran
 EMBEDDED_REDIS_DIR: Final = "redis"  # under the state dir: config, AOF, pidfile, log, socket, lock
 EMBEDDED_REDIS_SOCKET: Final = "redis.sock"
 EMBEDDED_REDIS_PIDFILE: Final = "redis.pid"

@@ -1,8 +1,9 @@
 """Process settings read from the environment (``KUBEBOOT_*``), validated once, frozen.
 
-Reads: the environment mapping it is given (``os.environ`` by default). Nothing else: no files, no
-network. The secret key file and the embedded Redis server live in ``state_dir``, but creating or
-reading them is the job of ``tasks.state.secrets`` and ``workers.redis_server``.
+Reads: the environment mapping it is given (``os.environ`` by default), and the files its ``*_FILE``
+variables name (below). Nothing else: no network. The secret key file and the embedded Redis server
+live in ``state_dir``, but creating or reading them is the job of ``tasks.state.secrets`` and
+``workers.redis_server``.
 
 | variable                     | field               | default                                          |
 |------------------------------|---------------------|--------------------------------------------------|
@@ -28,6 +29,24 @@ reading them is the job of ``tasks.state.secrets`` and ``workers.redis_server``.
 |                              |                     | kubeconfigs, join command) are deleted from      |
 |                              |                     | Redis this long after the run ends; seconds or a |
 |                              |                     | Go duration (``90m``, ``24h``, ``1h30m``)        |
+| ``KUBEBOOT_TASK_TTL``        | task_ttl            | 1h: how long the signature of a sent phase task  |
+|                              |                     | holds (``tasks.trust.tokens``); a chain that     |
+|                              |                     | outlives it is re-signed by the recovery sweep   |
+| ``KUBEBOOT_REDIS_TLS_CA_FILE``, | redis_tls_ca,    | with a ``rediss://`` URL: the CA that signed the |
+| ``..._CERT_FILE``,           | redis_tls_cert,     | Redis server's certificate, and this client's    |
+| ``..._KEY_FILE``             | redis_tls_key       | certificate and key (Redis ``tls-auth-clients``) |
+| ``KUBEBOOT_NODE_PINS_DIR``   | node_pins_dir       | control side: ``<worker id>.pub`` of every node  |
+|                              |                     | worker (default ``<state dir>/keys/nodes``)      |
+| ``KUBEBOOT_NODE_KEY_FILE``   | node_key_file       | node side: this node worker's private key        |
+|                              |                     | (default ``<state dir>/keys/node-<id>.key``)     |
+| ``KUBEBOOT_CONTROL_PUBLIC_KEY_FILE`` | control_public_key_file | node side: the pinned public keys of the |
+|                              |                     | control side (default                            |
+|                              |                     | ``<state dir>/keys/control.pub``)                |
+
+Keys and passwords are better kept in files than in the environment (which ``/proc``, ``docker inspect``
+and crash reports show): ``KUBEBOOT_SECRET_KEY_FILE``, ``KUBEBOOT_REDIS_URL_FILE`` (the URL holds the
+Redis password) and ``KUBEBOOT_FLOWER_BASIC_AUTH_FILE`` name a file holding the value (a Docker secret
+under ``/run/secrets/``, a systemd credential); setting both a variable and its ``_FILE`` is an error.
 
 A bad value raises ``ConfigError`` naming the variable, never echoing a secret value.
 
@@ -62,6 +81,9 @@ SECRET_KEY_BYTES = 32  # AES-256
 DEFAULT_SECRET_TTL = 24 * 3600.0  # a day to read the join command; the tokens themselves live 24 h
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+DEFAULT_TASK_TTL = 3600.0
+# Variables whose value may come from a file instead (``<NAME>_FILE``): keys and passwords.
+FILE_VARIABLES = ("SECRET_KEY", "REDIS_URL", "FLOWER_BASIC_AUTH")
 
 
 @dataclass(frozen=True)
@@ -80,13 +102,23 @@ class Settings:
     secret_ttl: float = DEFAULT_SECRET_TTL
     phase_time_limit: float = 150.0
     retry_max_delay: float = 30.0
+    task_ttl: float = DEFAULT_TASK_TTL
+    redis_tls_ca: Path | None = None
+    redis_tls_cert: Path | None = None
+    redis_tls_key: Path | None = None
+    node_pins_dir: Path | None = None
+    node_key_file: Path | None = None
+    control_public_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         check_timing(self)
+        if (self.redis_tls_cert is None) != (self.redis_tls_key is None):
+            raise ConfigError("a client certificate and its key go together: set both or neither",
+                              field=f"{_var('REDIS_TLS_CERT_FILE')}, {_var('REDIS_TLS_KEY_FILE')}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        env = {k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) and v != ""}
+        env = _with_files({k: v for k, v in environ.items() if k.startswith(ENV_PREFIX) and v != ""})
         port = _positive_int(env, "FLOWER_PORT", 5555, maximum=65535)
         return cls(
             redis_url=_redis_url(env),
@@ -100,11 +132,36 @@ class Settings:
             secret_ttl=_positive_duration(env, "SECRET_TTL", DEFAULT_SECRET_TTL),
             phase_time_limit=_positive_duration(env, "PHASE_TIME_LIMIT", 150.0),
             retry_max_delay=_positive_duration(env, "RETRY_MAX_DELAY", 30.0),
+            task_ttl=_positive_duration(env, "TASK_TTL", DEFAULT_TASK_TTL),
+            redis_tls_ca=_path(env, "REDIS_TLS_CA_FILE"),
+            redis_tls_cert=_path(env, "REDIS_TLS_CERT_FILE"),
+            redis_tls_key=_path(env, "REDIS_TLS_KEY_FILE"),
+            node_pins_dir=_path(env, "NODE_PINS_DIR"),
+            node_key_file=_path(env, "NODE_KEY_FILE"),
+            control_public_key_file=_path(env, "CONTROL_PUBLIC_KEY_FILE"),
         )
 
     @property
     def secret_key_file(self) -> Path:
         return self.state_dir / c.SECRET_KEY_FILE
+
+    @property
+    def pins_dir(self) -> Path:
+        """Where the control side pins node workers' public keys."""
+        return self.node_pins_dir or self.state_dir / c.NODE_PINS_DIR
+
+    def redis_ssl(self, url: str | None = None) -> dict[str, str]:
+        """redis-py's TLS keyword arguments for a ``rediss://`` URL (``url``, default the configured one;
+        empty for any other scheme): the server's certificate is always verified, against
+        ``KUBEBOOT_REDIS_TLS_CA_FILE`` (else the system's CAs)."""
+        if not (url or self.redis_url or "").startswith("rediss://"):
+            return {}
+        out = {"ssl_cert_reqs": "required"}
+        for name, path in (("ssl_ca_certs", self.redis_tls_ca), ("ssl_certfile", self.redis_tls_cert),
+                           ("ssl_keyfile", self.redis_tls_key)):
+            if path is not None:
+                out[name] = str(path)
+        return out
 
     @property
     def flower_base_url(self) -> str:
@@ -130,6 +187,32 @@ def check_timing(s: Settings) -> None:
         raise ConfigError(
             f"{lock}={s.lock_ttl:g} must be above {vt}={s.visibility_timeout:g} (seconds): a run whose worker "
             "died would lose its cluster lock before its phase is delivered again")
+
+
+def _with_files(env: dict[str, str]) -> dict[str, str]:
+    """``KUBEBOOT_<NAME>_FILE`` read into ``KUBEBOOT_<NAME>`` (trailing newline dropped)."""
+    for name in FILE_VARIABLES:
+        var, file_var = _var(name), _var(name + "_FILE")
+        if file_var not in env:
+            continue
+        if var in env:
+            raise ConfigError(f"set {var} or {file_var}, not both", field=file_var)
+        try:
+            env[var] = Path(env[file_var]).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"cannot read {env[file_var]}: {e.strerror}", field=file_var) from None
+        if not env[var]:
+            raise ConfigError(f"{env[file_var]} is empty", field=file_var)
+    return env
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(_var(name))
+    if raw is None:
+        return None
+    if not os.path.isabs(raw):
+        raise ConfigError(f"must be an absolute path, got {raw!r}", field=_var(name))
+    return Path(raw)
 
 
 def parse_secret_key(text: str, *, source: str) -> bytes:

@@ -1,8 +1,12 @@
 """The Celery side of a phase: ``PhaseTask`` resolves the context, calls the pure phase function,
 maps its errors and records every transition in the run state. Thin like a web view.
 
-Task arguments are ids only: ``(run_id, node)``. What a phase needs comes from the run state
-(the config, encrypted) and from the worker runtime (the node root). Results are always None.
+Task arguments are ids only: ``(run_id, node)``, and the keyword ``auth``: the token the control side
+signed for this task (``tasks.trust.tokens``). Before anything else a copy is authorised
+(``tasks.trust.guard``): a token that does not verify, names another task, run, node or queue, has
+expired, or disagrees with the run's signed metadata, or a task older than the newest dispatch the node
+ran, is refused: logged, recorded, REJECTED in Flower, never run. What a phase needs comes from the run
+state (the config, sealed) and from the worker runtime (the node root). Results are always None.
 
 Delivery is at least once (a redelivery after a worker died, the visibility timeout, unacked messages
 restored at a restart, a recovery re-publish): every copy first claims the phase in the run state
@@ -34,7 +38,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
-from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from kubeboot.tasks import runtime
 from kubeboot.tasks.errors import PermanentError, RunStopped, TemporaryError
@@ -88,7 +92,8 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
     phase_target: str = "node"
     phase_max_attempts: int = MAX_ATTEMPTS
 
-    def run_phase(self, run_id: str, node: str) -> None:
+    def run_phase(self, run_id: str, node: str, auth: str = "") -> None:
+        authorize(self, run_id, node, self.phase_path, auth)
         rt = runtime.current()
         worker = str(self.request.hostname or "")
         lease = Lease(run_id, node, self.phase_path, new_owner(worker))
@@ -190,6 +195,26 @@ class PhaseTask(Task):  # type: ignore[misc]  # celery ships no type information
             getattr(importlib.import_module(module), func)(ctx, *self.phase_args)
 
 
+def authorize(task: Task, run_id: str, node: str, path: str, auth: str) -> None:
+    """Refuse (reject, unrun) a copy the control side did not authorise for this worker (``tasks.trust.guard``)."""
+    from kubeboot.tasks.trust import guard
+    from kubeboot.tasks.trust.tokens import Refused
+
+    rt = runtime.current()
+    try:
+        guard.authorize(rt, task=task.name, run_id=run_id, node=node, path=path, auth=auth)
+    except Refused as e:
+        reason = str(e)
+    else:
+        return
+    worker = str(task.request.hostname or "")
+    log.error("refused task %s[%s] (run %s node %s): %s", task.name, task.request.id, run_id, node or "-", reason)
+    with contextlib.suppress(Exception):  # the refusal stands even if Redis cannot record it
+        guard.record(rt.redis, worker=worker, task=task.name, task_id=str(task.request.id), run_id=run_id,
+                     node=node, reason=reason)
+    raise Reject(f"refused: {reason}", requeue=False)
+
+
 def ignore_copy(task: Task, reason: str) -> None:
     """End this copy as IGNORED in Flower (a ``task-ignored`` event: Celery sends none for ``Ignore``)
     without acting: the chain does not go on from it."""
@@ -203,8 +228,8 @@ def register_phase_task(*, name: str, path: str, action: str, args: tuple[str, .
     """Register the Celery task ``name`` that runs phase ``path`` (idempotent per name). Its time limits
     are the app's (``KUBEBOOT_PHASE_TIME_LIMIT``), which start-up checks against the visibility timeout."""
 
-    def run(self: PhaseTask, run_id: str, node: str) -> None:
-        self.run_phase(run_id, node)
+    def run(self: PhaseTask, run_id: str, node: str, auth: str = "") -> None:
+        self.run_phase(run_id, node, auth)
 
     run.__name__ = name.rsplit(".", 1)[-1].replace("-", "_")
     run.__qualname__ = run.__name__
@@ -215,9 +240,10 @@ def register_phase_task(*, name: str, path: str, action: str, args: tuple[str, .
 
 
 @shared_task(bind=True, name="kubeboot.run.finish", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
-def finish_run(self: Task, run_id: str) -> None:
+def finish_run(self: Task, run_id: str, auth: str = "") -> None:
     """Last link of every chain: the run succeeded (every planned phase done) and releases its lock,
     once; a duplicate finds the run ended and is ignored."""
+    authorize(self, run_id, "", "", auth)
     verdict = runtime.current().store.complete_run(run_id)
     if verdict.action == "failed":
         raise RunStopped(verdict.detail)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from kubeboot.tasks.kubelet import KubeletDriver
     from kubeboot.tasks.state import RunStore
     from kubeboot.tasks.state.lease import Lease, LeaseKeeper
+    from kubeboot.tasks.trust.keyring import Keyring
 
 ENV_ROLE = "KUBEBOOT_WORKER_ROLE"
 ENV_NODE_ID = "KUBEBOOT_WORKER_NODE_ID"
@@ -31,6 +32,7 @@ ENV_ROOT = "KUBEBOOT_WORKER_ROOT"
 ENV_BROKER = "KUBEBOOT_WORKER_REDIS_URL"
 ENV_KUBELET = "KUBEBOOT_WORKER_KUBELET"
 ENV_ADDRESS = "KUBEBOOT_WORKER_ADDRESS"
+ENV_QUEUES = "KUBEBOOT_WORKER_QUEUES"
 _SCRATCH_RUNS = 8  # scratch spaces kept per process; more only costs recomputation
 
 
@@ -45,13 +47,16 @@ class WorkerRuntime:
     # The node's own address when several simulated nodes share this host: whatever the node's
     # manifests bind to loopback lives there, so local health checks go there too.
     address: str = ""
+    # The queues this worker consumes: a task whose token sends it elsewhere is refused (tasks.trust.guard).
+    queues: tuple[str, ...] = ()
     _scratch: OrderedDict[tuple[str, str], dict[str, Any]] = field(default_factory=OrderedDict)
     _configs: dict[str, InitConfig] = field(default_factory=dict)
     _routes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def export(self) -> None:
         os.environ.update({ENV_ROLE: self.role, ENV_NODE_ID: self.node_id, ENV_ROOT: str(self.root),
-                           ENV_BROKER: self.redis_url, ENV_KUBELET: self.kubelet_name, ENV_ADDRESS: self.address})
+                           ENV_BROKER: self.redis_url, ENV_KUBELET: self.kubelet_name, ENV_ADDRESS: self.address,
+                           ENV_QUEUES: ",".join(self.queues)})
 
     @classmethod
     def from_env(cls) -> WorkerRuntime:
@@ -68,20 +73,30 @@ class WorkerRuntime:
             root=Path(os.environ.get(ENV_ROOT, "/")),
             kubelet_name=os.environ.get(ENV_KUBELET, "none"),
             address=os.environ.get(ENV_ADDRESS, ""),
+            queues=tuple(q for q in os.environ.get(ENV_QUEUES, "").split(",") if q),
         )
 
     @cached_property
     def redis(self) -> redis.Redis:
         import redis as redis_lib
 
-        return redis_lib.Redis.from_url(self.redis_url, health_check_interval=30)
+        return redis_lib.Redis.from_url(self.redis_url, health_check_interval=30,
+                                        **self.settings.redis_ssl(self.redis_url))
+
+    @cached_property
+    def keyring(self) -> Keyring:
+        """This worker's keys: a node worker's own key pair and pin of the control side; the control
+        worker's master key (``tasks.trust.keyring``)."""
+        from kubeboot.tasks.trust.keyring import keyring_for
+
+        return keyring_for(self.settings, self.role, worker=self.node_id)
 
     @cached_property
     def store(self) -> RunStore:
-        from kubeboot.tasks.state import RunStore, box_from_settings
+        from kubeboot.tasks.state import RunStore
 
-        return RunStore(self.redis, box_from_settings(self.settings), secret_ttl=self.settings.secret_ttl,
-                        lock_ttl=self.settings.lock_ttl)
+        return RunStore(self.redis, self.keyring, secret_ttl=self.settings.secret_ttl,
+                        lock_ttl=self.settings.lock_ttl, task_ttl=self.settings.task_ttl)
 
     @cached_property
     def leases(self) -> LeaseKeeper:
@@ -104,16 +119,13 @@ class WorkerRuntime:
 
     # --- dry runs (tasks.dryrun) ---------------------------------------------------------------------
     def route(self, run_id: str) -> dict[str, Any]:
-        """The run's route (``RunRecord.route``), cached: it never changes."""
+        """The run's route (``RunRecord.route``, from its verified metadata), cached: it never changes."""
         if run_id not in self._routes:
             import json
 
-            from kubeboot.tasks.state.keys import run_key
-
-            raw = self.redis.hget(run_key(run_id), "route")
             if len(self._routes) > 256:
                 self._routes.clear()
-            self._routes[run_id] = json.loads(raw or "{}")
+            self._routes[run_id] = json.loads(self.store.meta(run_id).get("route") or "{}")
         return self._routes[run_id]
 
     def dry_run(self, run_id: str) -> bool:

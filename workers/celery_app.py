@@ -3,6 +3,10 @@
 One app object per process, configured from ``Settings`` and the Redis URL the CLI resolved
 (embedded or ``KUBEBOOT_REDIS_URL``). The phase tasks are registered from the workflow trees
 (``workflows.registry``), so the worker, the submitter and Flower all know the same task names.
+
+``role`` says which process the app serves: ``node`` (a node worker: no remote control, only its own
+task names, ``workers.task_allowlist``), ``control`` (the control worker: remote control kept for
+``celery inspect`` and Flower), ``client`` (a submitter, Flower: sends only).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ def kombu_url(redis_url: str) -> str:
     return redis_url
 
 
-def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None = None) -> Celery:
+def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None = None, *,
+             role: str = "client") -> Celery:
     # Task events (Flower's view) and log lines carry no secret: see workers.celery_redaction.
     app = Celery("kubeboot", set_as_current=True, amqp=RoutedAMQP, events=RedactingEvents)
     connect_log_redaction()
@@ -61,9 +66,15 @@ def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None 
         # Redis restarts (or the embedded one being restarted) must not kill a worker or a submit.
         "retry_on_timeout": True,
         "health_check_interval": 10,
+        # kubeboot sends no task priorities: one Redis list per queue (kombu's default makes four,
+        # ``<queue>\x06\x163`` ...), so a node's ACL user names its queue's one key exactly.
+        "priority_steps": [0],
     }
+    ssl_options = _broker_ssl(settings) if redis_url.startswith("rediss://") else None
     app.conf.update(
         broker_url=broker,
+        # rediss://: TLS with the server's certificate verified and this client's certificate shown.
+        broker_use_ssl=ssl_options,
         broker_transport_options=transport,
         # Keep retrying the broker connection at start-up and after a loss instead of exiting.
         broker_connection_retry_on_startup=True,
@@ -99,17 +110,33 @@ def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None 
         # Timestamps in UTC, like the run state.
         enable_utc=True,
         timezone="UTC",
+        # A node worker ignores broadcast commands (add_consumer, shutdown, pool_restart ...): anyone who
+        # can publish on the broker could otherwise make it consume another node's queue or stop it. The
+        # control worker keeps them for ``celery inspect``; Flower's Redis user cannot publish them.
+        worker_enable_remote_control=role != "node",
     )
     register_all()
     import kubeboot.tasks.phasetask  # noqa: F401 - registers kubeboot.run.finish
     from kubeboot.workflows import parent_tasks  # registers the cluster and batch tasks
 
     parent_tasks.connect(app)
-    from kubeboot.workers import heartbeat
+    from kubeboot.workers import heartbeat, task_allowlist
 
     heartbeat.connect()
-
+    if role in ("node", "control"):
+        task_allowlist.install(app, role)
     return app
+
+
+def _broker_ssl(settings: Settings) -> dict[str, Any]:
+    import ssl
+
+    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    for name, path in (("ssl_ca_certs", settings.redis_tls_ca), ("ssl_certfile", settings.redis_tls_cert),
+                       ("ssl_keyfile", settings.redis_tls_key)):
+        if path is not None:
+            options[name] = str(path)
+    return options
 
 
 def __getattr__(name: str) -> Any:
@@ -118,10 +145,13 @@ def __getattr__(name: str) -> Any:
     role, node and root from ``KUBEBOOT_WORKER_*`` (``tasks.runtime``); ``kubeboot worker`` sets them."""
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import os
+
     from kubeboot.workers.services import Services
 
     svc = Services.connect()
-    app = svc.app([q for q in [_worker_queue()] if q])
+    role = os.environ.get("KUBEBOOT_WORKER_ROLE", "control")
+    app = svc.app([q for q in [_worker_queue()] if q], role=role)
     globals()["app"] = app
     return app
 

@@ -77,18 +77,31 @@ def _freeze_before_fork() -> None:
 def _run_worker(*, role: str, queue: str, name: str, node_id: str, root: str, kubelet: str,
                 concurrency: int, loglevel: str, includes: tuple[str, ...] = (), address: str = "",
                 also: tuple[str, ...] = ()) -> None:
+    from kubeboot.config.errors import ConfigError
     from kubeboot.tasks.runtime import WorkerRuntime, install
+    from kubeboot.workers.cli_common import BAD_INPUT, fail
 
     svc = services()
-    app = svc.app(extra_queues=[queue, *also])
+    app = svc.app(extra_queues=[queue, *also], role=role)
     if kubelet == "sandbox":
         _register_sandbox_kubelet()
-    install(WorkerRuntime(role=role, redis_url=svc.redis_url, settings=svc.settings, node_id=node_id,
-                          root=Path(root).resolve(), kubelet_name=kubelet, address=address))
+    rt = WorkerRuntime(role=role, redis_url=svc.redis_url, settings=svc.settings, node_id=node_id,
+                       root=Path(root).resolve(), kubelet_name=kubelet, address=address, queues=(queue, *also))
+    try:
+        if role == "node" and svc.settings.redis_url is None:
+            # The embedded setup: the control side shares this state directory, so the node's keys are
+            # made and pinned here, as `kubeboot deploy node-key` and `register-node` would.
+            from kubeboot.tasks.trust.keyring import provision_node
+
+            provision_node(svc.settings, node_id)
+        keys = rt.keyring  # now: a worker without its keys must not start, then refuse every task
+    except ConfigError as e:
+        fail(str(e), BAD_INPUT)
+    install(rt)
     _preload_phases(role)
     _freeze_before_fork()
     click.echo(f"[worker] {name}: queue {queue}, root {root if role == 'node' else '-'}, "
-               f"broker {svc.redis_url.split('@')[-1]}")
+               f"broker {svc.redis_url.split('@')[-1]}, keys: {keys.role} side")
     # The worker itself, not ``app.worker_main``: Celery's command line loads every installed plugin
     # command at import (Flower with tornado, prometheus and urllib3; click-repl with prompt_toolkit):
     # ~24 MiB and ~430 modules in every worker process that none of them uses.
@@ -144,18 +157,48 @@ def worker_control(concurrency: int, loglevel: str, name: str, includes: tuple[s
 
 @click.command("flower")
 @click.option("--port", type=int, help="Port (default KUBEBOOT_FLOWER_PORT or 5555).")
-@click.option("--address", default="127.0.0.1", show_default=True, help="Listen address.")
-@click.option("--basic-auth", help="user:password[,user:password] (default KUBEBOOT_FLOWER_BASIC_AUTH).")
-def flower(port: int | None, address: str, basic_auth: str | None) -> None:
-    """Start Flower on the same broker: every run's phases, live."""
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Listen address; beyond loopback only with --basic-auth or --auth.")
+@click.option("--basic-auth", help="user:password[,user:password] (default KUBEBOOT_FLOWER_BASIC_AUTH[_FILE]).")
+@click.option("--auth", "auth_regex", metavar="REGEX",
+              help="Flower's OAuth: e-mail addresses allowed (with --auth-provider and FLOWER_OAUTH2_* set).")
+@click.option("--auth-provider", metavar="CLASS", help="Flower's OAuth login handler, e.g. "
+              "flower.views.auth.GithubLoginHandler.")
+def flower(port: int | None, address: str, basic_auth: str | None, auth_regex: str | None,
+           auth_provider: str | None) -> None:
+    """Start Flower on the same broker: every run's phases, live. Read-only: it shows runs, it does not
+    control workers. It needs no kubeboot key (task messages hold ids and signatures, never secrets)."""
     from kubeboot.workers.celery_redaction import flower_logging
+    from kubeboot.workers.cli_common import BAD_INPUT, fail
 
     svc = services()
+    auth = basic_auth or svc.settings.flower_basic_auth
+    if not (auth or auth_regex) and not is_loopback(address):
+        fail(f"kubeboot flower --address {address}: listening beyond this machine needs --basic-auth "
+             "(or KUBEBOOT_FLOWER_BASIC_AUTH[_FILE]) or --auth", BAD_INPUT)
     app = svc.app()
     flower_logging()
-    argv = ["flower", f"--port={port or svc.settings.flower_port}", f"--address={address}"]
-    auth = basic_auth or svc.settings.flower_basic_auth
+    # --enable_events=False: workers send events on their own (worker_send_task_events); Flower's start-up
+    # broadcast asking them to would need a Redis user that may publish commands to workers.
+    argv = ["flower", f"--port={port or svc.settings.flower_port}", f"--address={address}", "--read_only=True",
+            "--enable_events=False"]
     if auth:
         argv.append(f"--basic-auth={auth}")
+    if auth_regex:
+        argv.append(f"--auth={auth_regex}")
+    if auth_provider:
+        argv.append(f"--auth_provider={auth_provider}")
     click.echo(f"[flower] {svc.flower_url()}  (broker {svc.redis_url.split('@')[-1]})")
     app.start(argv)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether Flower on ``address`` is reachable from this machine only ('' and 0.0.0.0 mean every interface)."""
+    import ipaddress
+
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything

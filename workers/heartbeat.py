@@ -5,10 +5,10 @@ daemon thread until ``worker_shutdown``:
 
 - beat every ``presence.BEAT_EVERY`` seconds for every queue it consumes (``tasks.state.presence``), so
   ``status`` can say when nobody consumes a run's next queue;
-- sweep the run state's lease index at start-up and every ``liveness.SWEEP_EVERY`` seconds, re-sending
-  what a dead worker left behind (``workflows.liveness.sweep``): a worker restarted after a SIGKILL
-  finds its own dead phases there as soon as their lease lapses, without waiting for the broker's
-  visibility timeout;
+- a control worker sweeps the run state's lease index at start-up and every ``liveness.SWEEP_EVERY``
+  seconds, re-sending (re-signed: node workers hold no signing key) what a dead worker left behind
+  (``workflows.liveness.sweep``): a node worker restarted after a SIGKILL finds its dead phases sent
+  again as soon as their lease lapses, without waiting for the broker's visibility timeout;
 - a control worker also sweeps the parent runs (clusters, batches) whose look-again time came
   (``workflows.parent_tasks.sweep``).
 
@@ -71,7 +71,8 @@ class _Heartbeat:
 
         try:
             presence.beat(self.rt.redis, self.queues, self.hostname)
-            if sweep:
+            # Only the control side can re-send (a chain is signed, and node workers hold no signing key).
+            if sweep and self.rt.role == "control":
                 resent = sweep_runs(self.app, self.rt.redis, self.rt.store)
                 if resent:
                     log.warning("[recovery] %s sent again: %s", self.hostname, ", ".join(resent))

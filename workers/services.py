@@ -38,19 +38,21 @@ class Services:
     def redis(self) -> redis.Redis:
         import redis as redis_lib
 
-        return redis_lib.Redis.from_url(self.redis_url)
+        return redis_lib.Redis.from_url(self.redis_url, **self.settings.redis_ssl(self.redis_url))
 
     @cached_property
     def store(self) -> RunStore:
-        from kubeboot.tasks.state import RunStore, box_from_settings
+        from kubeboot.tasks.state import RunStore
+        from kubeboot.tasks.trust.keyring import keyring_for
 
-        return RunStore(self.redis, box_from_settings(self.settings), secret_ttl=self.settings.secret_ttl,
-                        lock_ttl=self.settings.lock_ttl)
+        # The CLI is the control side: it signs what it sends and holds the master key.
+        return RunStore(self.redis, keyring_for(self.settings, "client"), secret_ttl=self.settings.secret_ttl,
+                        lock_ttl=self.settings.lock_ttl, task_ttl=self.settings.task_ttl)
 
-    def app(self, extra_queues: list[str] | None = None) -> Celery:
+    def app(self, extra_queues: list[str] | None = None, *, role: str = "client") -> Celery:
         from kubeboot.workers.celery_app import make_app
 
-        return make_app(self.redis_url, self.settings, extra_queues)
+        return make_app(self.redis_url, self.settings, extra_queues, role=role)
 
     def flower_url(self, run_id: str | None = None) -> str:
         base = self.settings.flower_base_url

@@ -246,7 +246,7 @@ def _resend_if_never_sent(engine: Engine, run: RunRecord, child: RunRecord, reco
     if not engine.client.hsetnx(f"{run_key(run.id)}:phases", f"{node}|{step}|resent", engine.now()):
         return
     log.warning("cluster run %s: child %s was never started; sending it again", run.id, child.id)
-    chain_of(engine.app, child.id, remaining_steps(engine.store, child, records), child.route).apply_async()
+    chain_of(engine.app, child, remaining_steps(engine.store, child, records), engine.store).apply_async()
 
 
 def _fail(engine: Engine, run: RunRecord, node: str, step: str, error: str) -> None:

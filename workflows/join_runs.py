@@ -51,14 +51,15 @@ def submit_join(app: Celery, store: RunStore, join: JoinConfig, *, skip: list[st
                 cluster: str | None = None, options: RunOptions | None = None) -> Submitted:
     """Record a new join run of ``join``'s node and send its chain (``options``: ``workflows.runs.RunOptions``)."""
     from kubeboot.config.models import dump
-    from kubeboot.workflows.runs import RunOptions, _send, dry_run_options
+    from kubeboot.workflows.runs import RunOptions, _send, dry_run_options, node_readers
 
     node = join.node_name
     opts = dry_run_options(options or RunOptions(), join.join.dryRun, node)
     steps = [(node, s) for s in plan_join(join, "all", skip) if s.placed.phase.action or s.skip_reason]
     plan = [(n, s.path) for n, s in steps]
     run = store.create_run(kind="join", cluster=run_label(join, cluster), config=[dump(join.join)], plan=plan,
-                           run_id=opts.run_id, extra=opts.fields())
+                           run_id=opts.run_id, extra=opts.fields(),
+                           readers=node_readers(store, opts.route, [node], dry_run=bool(join.join.dryRun)))
     return _send(app, store, run, steps, opts, extra_queue=routed_queue(opts.route, "node", node))
 
 

@@ -27,7 +27,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from kubeboot.workflows.routing import routed_queue
-from kubeboot.workflows.runs import DONE, FINISH_TASK, chain_of, declare, remaining_steps
+from kubeboot.workflows.runs import DONE, chain_of, declare, finish_signature, remaining_steps
 
 if TYPE_CHECKING:
     import redis
@@ -114,14 +114,13 @@ def _stuck(client: redis.Redis, entry: PhaseRecord, now: int) -> bool:
 def _resend(app: Celery, store: RunStore, run: RunRecord, records: list[PhaseRecord],
             frontier: PhaseRecord | None) -> str:
     if frontier is None:
-        app.signature(FINISH_TASK, args=(run.id,), immutable=True,
-                      queue=routed_queue(run.route, "control", "")).apply_async()
+        finish_signature(app, run, store).apply_async()
         log.warning("[recovery] run %s: every phase is done but it has not finished: sending its finish again",
                     run.id)
         return f"{run.id} finish"
     todo = remaining_steps(store, run, records)
     declare(app, [routed_queue(run.route, s.placed.phase.target, n) for n, s in todo])
-    chain_of(app, run.id, todo, run.route).apply_async()
+    chain_of(app, run, todo, store).apply_async()
     log.warning("[recovery] run %s: node %s phase %s (%s, %d attempt(s) so far) missed its deadline: sending it "
                 "and the rest of the run again", run.id, frontier.node, frontier.path, frontier.status,
                 frontier.attempts)

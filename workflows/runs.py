@@ -1,7 +1,9 @@
 """Run lifecycle: submit an init, resume a run, say what a run waits for. Builds the Celery canvas.
 
-The canvas is a chain of immutable signatures ``task.si(run_id, node)`` routed by
-``workflows.routing``, ending with ``kubeboot.run.finish``. The plan (every (node, phase) of the
+The canvas is a chain of immutable signatures ``task.si(run_id, node, auth=TOKEN)`` routed by
+``workflows.routing``, ending with ``kubeboot.run.finish``; each link carries the token the control side
+signs for it (``tasks.trust.tokens``: task, run, node, queue, cluster, config digest, expiry), which the
+worker that receives it verifies. Only the control side can build a chain. The plan (every (node, phase) of the
 run, in order) is stored with the run; phases dropped at planning time (``--skip-phases``, a false
 condition) are recorded ``skipped`` so ``status`` shows them and ``resume`` never runs them.
 
@@ -72,17 +74,45 @@ def config_documents(cfg: InitConfig) -> list[dict[str, Any]]:
     return docs
 
 
-def chain_of(app: Celery, run_id: str, steps: list[tuple[str, Step]], route: Mapping[str, Any] | None = None) -> Any:
-    """The chain that runs ``steps`` (node, step) in order, then finishes the run. Queues follow the
-    run's ``route`` (``routing.run_route``); without one a node's worker id is its node name."""
+def chain_of(app: Celery, run: RunRecord, steps: list[tuple[str, Step]], store: RunStore) -> Any:
+    """The chain that runs ``steps`` (node, step) of ``run`` in order, then finishes the run, each link
+    signed. Queues follow the run's ``route`` (``routing.run_route``); without one a node's worker id is
+    its node name."""
     from celery import chain
 
-    route = route or {}
-    sigs = [app.signature(step.placed.task_name, args=(run_id, node), immutable=True,
-                          queue=routed_queue(route, step.placed.phase.target, node)) for node, step in steps]
-    sigs.append(app.signature(FINISH_TASK, args=(run_id,), immutable=True,
-                              queue=routed_queue(route, "control", "")))
+    sign = store.signer(run)
+
+    def link(task: str, node: str, target: str) -> Any:
+        queue = routed_queue(run.route, target, node)
+        args = (run.id, node) if node else (run.id,)
+        return app.signature(task, args=args, kwargs={"auth": sign(task, node, queue)}, immutable=True, queue=queue)
+
+    sigs = [link(step.placed.task_name, node, step.placed.phase.target) for node, step in steps]
+    sigs.append(link(FINISH_TASK, "", "control"))
     return chain(*sigs)
+
+
+def finish_signature(app: Celery, run: RunRecord, store: RunStore) -> Any:
+    """The run's finish task alone, signed (a run whose every phase is done but that never finished)."""
+    return chain_of(app, run, [], store).tasks[0]
+
+
+def node_readers(store: RunStore, route: Mapping[str, Any], nodes: list[str], *, dry_run: bool) -> list[str]:
+    """The node workers that run a run's node phases, each sent its own sealed copy of the config (a dry
+    run's node phases run on the control worker: none). Each must have its key pinned on the control side."""
+    from kubeboot.workflows.routing import NODE_QUEUE_PREFIX
+
+    if dry_run:
+        return []
+    workers = [routed_queue(route, "node", n).removeprefix(NODE_QUEUE_PREFIX) for n in nodes]
+    pins = store.keys.pins
+    for worker in workers:
+        if pins is None or pins.get(worker) is None:
+            where = f" in {pins.dir}" if pins else ""
+            raise RunRefusedError(f"node worker {worker} has no public key pinned on the control side{where}: on "
+                                  f"its machine run `kubeboot deploy node-key --id {worker}`, then here "
+                                  "`kubeboot deploy register-node` with the line it printed")
+    return workers
 
 
 def declare(app: Celery, queues: list[str]) -> None:
@@ -120,7 +150,8 @@ def submit_init(app: Celery, client: redis.Redis, store: RunStore, settings: Set
     plan = [(n, s.path) for n, s in steps]
     try:
         run = store.create_run(kind="init", cluster=cluster, config=config_documents(cfg), plan=plan, run_id=run_id,
-                               lock=None if token is None else (lock.key, token), extra=opts.fields())
+                               lock=None if token is None else (lock.key, token), extra=opts.fields(),
+                               readers=node_readers(store, opts.route, [node], dry_run=bool(cfg.init.dryRun)))
     except RunExistsError:
         raise  # the run of this id holds the (re-entrant) lock: it is not ours to release
     except BaseException:
@@ -148,7 +179,7 @@ def _send(app: Celery, store: RunStore, run: RunRecord, steps: list[tuple[str, S
     with _ends_run_on_error(store, run.id, "submit"):
         store.mark_phases_skipped(run.id, [(n, s.path, s.skip_reason) for n, s in steps if s.skip_reason])
         declare(app, queues)
-        canvas = chain_of(app, run.id, [(n, s) for n, s in steps if s.runs_action], opts.route)
+        canvas = chain_of(app, run, [(n, s) for n, s in steps if s.runs_action], store)
         if opts.send:
             canvas.apply_async()
     return Submitted(run, sorted(set(queues)), canvas)
@@ -174,7 +205,7 @@ def resume(app: Celery, client: redis.Redis, store: RunStore, settings: Settings
         raise RunRefusedError(f"cannot resume run {run_id}: {lock.describe(LockHolder.from_json(verdict.detail))}")
     with _ends_run_on_error(store, run_id, "resume"):
         declare(app, [routed_queue(run.route, s.placed.phase.target, n) for n, s in todo])
-        chain_of(app, run_id, todo, run.route).apply_async()
+        chain_of(app, run, todo, store).apply_async()
     refreshed = store.get_run(run_id)
     assert refreshed is not None
     return refreshed

@@ -42,6 +42,12 @@ class SecretBox:
         if len(key) != SECRET_KEY_BYTES:
             raise ValueError(f"secret key must be {SECRET_KEY_BYTES} bytes")
         self._aead = AESGCM(key)
+        self._key = key
+
+    @property
+    def master_key(self) -> bytes:
+        """The key itself: the control side's master key, from which ``tasks.trust.keys`` derives the rest."""
+        return self._key
 
     def __repr__(self) -> str:
         return "SecretBox(<key hidden>)"

@@ -30,7 +30,13 @@ the run record, the lock and the event. Run creation is a MULTI/EXEC pipeline. T
 |                                       |        | error             | one-line summary of why it failed (if it did)   |
 |                                       |        | nodes             | JSON list of node names, in plan order          |
 |                                       |        | plan              | JSON list of ``[node, phase path]``, run order  |
-|                                       |        | config            | the config documents, ENCRYPTED (see below)     |
+|                                       |        | config            | the config documents, SEALED for the control    |
+|                                       |        |                   | side with the cluster's key (``tasks.trust``)   |
+|                                       |        | ``config:to:<w>`` | the same, sealed to node worker ``<w>``'s key:  |
+|                                       |        |                   | one per node worker that runs the run's phases  |
+|                                       |        | auth              | Ed25519 signature of the control side over the  |
+|                                       |        |                   | fields that steer the run (``tasks.trust.       |
+|                                       |        |                   | tokens.META_FIELDS``), verified before use      |
 |                                       |        | lock              | key of the cluster lock the run holds while it  |
 |                                       |        |                   | runs (``tasks.state.lock``); absent: none       |
 |                                       |        | fence             | the fencing token of the run's holding of that  |
@@ -64,7 +70,11 @@ the run record, the lock and the event. Run creation is a MULTI/EXEC pipeline. T
 |                                       |        | event, attempt,   | event: started / succeeded / retry / failed /   |
 |                                       |        | message           | skipped; run-level entries have empty node and  |
 |                                       |        |                   | phase: submitted / resumed / succeeded / failed |
-| ``kubeboot:run:<id>:secret:<name>``   | string | –                 | sealed secret (``tasks.state.secrets``)         |
+| ``kubeboot:run:<id>:secret:<name>``   | string | –                 | a run value for the control side: sealed with   |
+|                                       |        |                   | the cluster's key (control wrote it) or to the  |
+|                                       |        |                   | control side's key (a node wrote it)            |
+| ``…:secret:<name>:to:<w>``            | string | –                 | a value node worker ``<w>`` wrote, sealed to    |
+|                                       |        |                   | its own key (what its later phases read back)   |
 | ``kubeboot:queue:<q>:consumer``,      | string | –                 | workers' beats: ``tasks.state.presence``        |
 | ``kubeboot:worker:<host>:alive``      |        |                   |                                                 |
 | (parents, indexes)                    |        |                   | a parent run's steps and extra fields, the      |
@@ -91,6 +101,11 @@ Choices, and why:
   completer died before sending it, and this copy sends it. The successor dedupes the rare double send
   the same way, and the finish script ends a run once.
 - ``duration`` is not stored; it is ``finished - started`` of the last attempt, derived on read.
+- Who reads what (``tasks.trust``): the control side (submitter, control worker) holds the master key
+  and opens everything of the runs; a node worker opens only what was sealed to its own key: its runs'
+  configs and what it wrote itself. What a node writes is sealed to itself and to the control side, and
+  the control side takes a node's values only for runs that node serves. Values are bound to run,
+  cluster, node and field (associated data), so none opens anywhere else.
 - The config is stored encrypted whole rather than with tokens stripped: kubeadm documents carry
   bootstrap tokens, certificate keys and discovery tokens in several places, and encrypting everything
   cannot miss one. ``spec_digest`` is SHA-256 over canonical JSON (sorted keys, no spaces); the tokens
@@ -109,8 +124,9 @@ from typing import Any
 import redis
 from redis.typing import EncodableT, FieldT
 
-from kubeboot.config.settings import DEFAULT_SECRET_TTL
+from kubeboot.config.settings import DEFAULT_SECRET_TTL, DEFAULT_TASK_TTL
 from kubeboot.tasks.state import index, parents
+from kubeboot.tasks.state.clusterkeys import ClusterKeys
 from kubeboot.tasks.state.keys import (
     ACTIVE_RUNS,
     NO_LOCK,
@@ -122,8 +138,10 @@ from kubeboot.tasks.state.keys import (
     run_key,
 )
 from kubeboot.tasks.state.records import Event, PhaseRecord, RunRecord, iso, text
-from kubeboot.tasks.state.secrets import SecretBox
+from kubeboot.tasks.state.secrets import SecretBox, SecretError
 from kubeboot.tasks.state.transitions import EVENTS_MAXLEN, NoSuchRunError, Transitions, field_prefix
+from kubeboot.tasks.trust import seal, tokens
+from kubeboot.tasks.trust.keyring import Keyring, control_keyring
 
 __all__ = ["PREFIX", "RUN_FINAL", "NoSuchRunError", "RunExistsError", "RunStore", "check_name", "new_run_id",
            "run_key", "spec_digest"]
@@ -157,15 +175,24 @@ class RunStore(Transitions):
     Phase and run transitions: ``tasks.state.transitions``.
     """
 
-    def __init__(self, client: redis.Redis, box: SecretBox, *, clock: Callable[[], datetime] = _utc_now,
-                 secret_ttl: float = DEFAULT_SECRET_TTL, lock_ttl: float = DEFAULT_LOCK_TTL) -> None:
+    def __init__(self, client: redis.Redis, keys: Keyring | SecretBox, *, clock: Callable[[], datetime] = _utc_now,
+                 secret_ttl: float = DEFAULT_SECRET_TTL, lock_ttl: float = DEFAULT_LOCK_TTL,
+                 task_ttl: float = DEFAULT_TASK_TTL) -> None:
         self._r = client
-        self._box = box
+        self._task_ttl = task_ttl
+        # A bare SecretBox: the control side with that master key (tests, tools reading the state).
+        self._keys = keys if isinstance(keys, Keyring) else control_keyring(keys.master_key)
+        self._cluster_keys = ClusterKeys(client, self._keys.control.wrap) if self._keys.control else None
+        self._meta: dict[str, dict[str, str]] = {}
         self._clock = clock
         self._secret_ttl = secret_ttl
         self._lock_ttl = lock_ttl
         self._lock_keys: dict[str, str] = {}
         self._register_scripts()
+
+    @property
+    def keys(self) -> Keyring:
+        return self._keys
 
     @property
     def client(self) -> redis.Redis:
@@ -175,11 +202,12 @@ class RunStore(Transitions):
     # --- runs ---------------------------------------------------------------------------------
     def create_run(
         self, *, kind: str, cluster: str, config: Any, plan: Sequence[tuple[str, str]], run_id: str | None = None,
-        lock: tuple[str, int] | None = None, extra: Mapping[str, str] | None = None,
+        lock: tuple[str, int] | None = None, extra: Mapping[str, str] | None = None, readers: Sequence[str] = (),
     ) -> RunRecord:
         """Record a new ``pending`` run. ``lock``: the (key, fencing token) of the cluster lock the
         submitter took for it, which the run then holds (renewed and checked by every transition).
-        ``extra``: the fields of a parent's child, a batch member or a routed run (``tasks.state.parents``)."""
+        ``extra``: the fields of a parent's child, a batch member or a routed run (``tasks.state.parents``).
+        ``readers``: the node workers that run its node phases, each sent its own sealed copy of the config."""
         if kind not in RUN_KINDS:
             raise ValueError(f"invalid run kind {kind!r}: one of {', '.join(RUN_KINDS)}")
         run_id = check_name("run id", run_id or new_run_id())
@@ -190,11 +218,12 @@ class RunStore(Transitions):
             "id": run_id, "kind": kind, "cluster": cluster, "spec_digest": spec_digest(config),
             "status": "pending", "created": iso(created), "nodes": json.dumps(nodes),
             "plan": json.dumps([[n, p] for n, p in plan]),
-            "config": self._box.encrypt(json.dumps(config).encode(), aad=f"{key}#config"),
         }
         if lock is not None:
             fields.update(lock=lock[0], fence=lock[1])
         fields.update(extra or {})
+        fields.update(self._sealed_config(run_id, cluster, json.dumps(config).encode(), readers))
+        fields[tokens.META_SIGNATURE] = tokens.sign_meta({str(k): v for k, v in fields.items()}, self._control().signing)
         seed: dict[FieldT, EncodableT] = {f"{field_prefix(n, p)}status": "pending" for n, p in plan}
         with self._r.pipeline() as pipe:
             try:
@@ -217,19 +246,102 @@ class RunStore(Transitions):
         return RunRecord.from_hash({str(k): text(v) for k, v in fields.items()})  # what was just written
 
     def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's record, its metadata verified (``tokens.Refused`` when it was edited in Redis)."""
         raw = self._r.hgetall(run_key(run_id))
-        return RunRecord.from_hash({text(k): text(v) for k, v in raw.items()}) if raw else None
+        if not raw:
+            return None
+        fields = {text(k): text(v) for k, v in raw.items()}
+        self._verify(run_id, fields)
+        return RunRecord.from_hash(fields)
+
+    def meta(self, run_id: str) -> dict[str, str]:
+        """The run's signed fields (``tokens.META_FIELDS``), verified once per process: they never change."""
+        if run_id not in self._meta:
+            raw = self._r.hmget(run_key(run_id), [*tokens.META_FIELDS, tokens.META_SIGNATURE])
+            if raw[0] is None:
+                raise NoSuchRunError(f"no such run: {run_id}")
+            fields = {k: text(v) for k, v in zip((*tokens.META_FIELDS, tokens.META_SIGNATURE), raw, strict=True)
+                      if v is not None}
+            self._verify(run_id, fields)
+        return self._meta[run_id]
+
+    def _verify(self, run_id: str, fields: Mapping[str, str]) -> None:
+        key = self._keys.verify_key
+        signed = {k: fields[k] for k in tokens.META_FIELDS if k in fields}
+        known = self._meta.get(run_id)
+        if known == signed:
+            return
+        if key is not None:
+            tokens.verify_meta(fields, key, run_id)
+        if len(self._meta) > 1024:
+            self._meta.clear()
+        self._meta[run_id] = signed
+
+    def _lock_key(self, run_id: str) -> str:
+        """The run's lock key, from its verified metadata (a lock dropped in Redis is no lock dropped)."""
+        cached = self._lock_keys.get(run_id)
+        if cached is None:
+            cached = self.meta(run_id).get("lock") or NO_LOCK
+            self._lock_keys[run_id] = cached
+        return cached
+
+    def signer(self, run: RunRecord) -> tokens.Signer:
+        """Signs the tokens of one chain of ``run``, now by Redis's clock, valid ``task_ttl`` seconds."""
+        seconds, micros = self._r.time()
+        return tokens.Signer(self._control().signing, run=run.id, cluster=run.cluster, digest=run.spec_digest,
+                             iat=int(seconds) + int(micros) / 1e6, ttl=self._task_ttl)
+
+    def _control(self) -> Any:
+        if self._keys.control is None:
+            raise PermissionError("only the control side (which holds the master key) creates and signs runs")
+        return self._keys.control
+
+    def _sealed_config(self, run_id: str, cluster: str, plain: bytes, readers: Sequence[str]) -> dict[str, str]:
+        bound = seal.aad(run=run_id, cluster=cluster, node="", field="config", to=seal.CONTROL)
+        out = {"config": seal.seal_with_key(self._cluster_key(cluster), plain, bound)}
+        for worker in dict.fromkeys(readers):
+            public = self._keys.pins.get(worker) if self._keys.pins else None
+            if public is None:
+                raise KeyError(f"node worker {worker} has no pinned key on the control side "
+                               f"(`kubeboot deploy register-node`)")
+            bound = seal.aad(run=run_id, cluster=cluster, node=worker, field="config", to=worker)
+            out[f"config:to:{worker}"] = seal.seal_to(public, plain, bound)
+        return out
 
     def run_status(self, run_id: str) -> str | None:
         value = self._r.hget(run_key(run_id), "status")
         return None if value is None else text(value)
 
     def run_config(self, run_id: str) -> Any:
-        key = run_key(run_id)
-        sealed = self._r.hget(key, "config")
+        """The run's config documents: the control side's copy, or this node worker's own."""
+        key, worker = run_key(run_id), self._keys.worker
+        cluster = self._bound_cluster(run_id, f"{key}#config")
+        field = f"config:to:{worker}" if worker else "config"
+        sealed = self._r.hget(key, field)
         if sealed is None:
-            raise KeyError(f"no such run: {run_id}")
-        return json.loads(self._box.decrypt(sealed, aad=f"{key}#config"))
+            raise KeyError(f"run {run_id} holds no config sealed for {worker or 'the control side'}")
+        where = f"{key}#{field}"
+        if worker:
+            assert self._keys.node is not None
+            bound = seal.aad(run=run_id, cluster=cluster, node=worker, field="config", to=worker)
+            return json.loads(seal.open_box(self._keys.node.private, text(sealed), bound, where))
+        bound = seal.aad(run=run_id, cluster=cluster, node="", field="config", to=seal.CONTROL)
+        return json.loads(seal.open_with_key(self._cluster_key(cluster), text(sealed), bound, where))
+
+    def _bound_cluster(self, run_id: str, where: str) -> str:
+        """The cluster a value of ``run_id`` is bound to, from the run's verified metadata."""
+        try:
+            return self.meta(run_id).get("cluster", "")
+        except NoSuchRunError:
+            raise SecretError(f"{where}: there is no run {run_id} to bind the value to (copied from another "
+                              "key?)") from None
+        except tokens.Refused as e:
+            raise SecretError(f"{where}: {e}") from None
+
+    def _cluster_key(self, cluster: str) -> bytes:
+        if self._cluster_keys is None:
+            raise PermissionError("only the control side holds cluster keys")
+        return self._cluster_keys.get(cluster)
 
     def list_runs(self, *, cluster: str | None = None, limit: int = 100) -> list[RunRecord]:
         """Newest first."""
@@ -287,11 +399,25 @@ class RunStore(Transitions):
         return f"{run_key(run_id)}:secret:{check_name('secret name', name)}"
 
     def put_secret(self, run_id: str, name: str, value: bytes | str, *, ttl: float | None = None) -> None:
-        key = self.secret_redis_key(run_id, name)
+        """Seal ``value`` for the control side (and, written by a node worker, for that node too)."""
+        self.secret_redis_key(run_id, name)  # checks the name
         data = value.encode() if isinstance(value, str) else value
+        cluster, worker = self.meta(run_id).get("cluster", ""), self._keys.worker
+        copies: dict[str, str] = {}
+        if worker:
+            assert self._keys.node is not None and self._keys.control_public is not None
+            to_control = seal.aad(run=run_id, cluster=cluster, node=worker, field=name, to=seal.CONTROL)
+            copies[name] = seal.seal_to(self._keys.control_public.box, data, to_control, writer=worker)
+            to_self = seal.aad(run=run_id, cluster=cluster, node=worker, field=name, to=worker)
+            copies[f"{name}:to:{worker}"] = seal.seal_to(self._keys.node.public, data, to_self, writer=worker)
+        else:
+            bound = seal.aad(run=run_id, cluster=cluster, node="", field=name, to=seal.CONTROL)
+            copies[name] = seal.seal_with_key(self._cluster_key(cluster), data, bound)
+        px = None if ttl is None else int(ttl * 1000)
         with self._r.pipeline() as pipe:
-            pipe.set(key, self._box.encrypt(data, aad=key), px=None if ttl is None else int(ttl * 1000))
-            pipe.sadd(f"{run_key(run_id)}:secrets", name)
+            for member, sealed in copies.items():
+                pipe.set(f"{run_key(run_id)}:secret:{member}", sealed, px=px)
+                pipe.sadd(f"{run_key(run_id)}:secrets", member)
             pipe.execute()
 
     def expire_secrets(self, run_id: str) -> None:
@@ -307,11 +433,34 @@ class RunStore(Transitions):
         index = f"{run_key(run_id)}:secrets"
         names = [text(n) for n in self._r.smembers(index)]
         with self._r.pipeline() as pipe:
-            for key in [index, *(self.secret_redis_key(run_id, n) for n in names)]:
+            for key in [index, *(f"{run_key(run_id)}:secret:{n}" for n in names)]:
                 command(pipe, key)
             pipe.execute()
 
     def get_secret(self, run_id: str, name: str) -> bytes | None:
-        key = self.secret_redis_key(run_id, name)
-        sealed = self._r.get(key)
-        return None if sealed is None else self._box.decrypt(sealed, aad=key)
+        """A node worker reads its own copy; the control side, what it sealed or what a node of the run sent."""
+        key, worker = self.secret_redis_key(run_id, name), self._keys.worker
+        raw = self._r.get(f"{key}:to:{worker}" if worker else key)
+        if raw is None:
+            return None
+        cluster = self._bound_cluster(run_id, key)
+        sealed = text(raw)
+        if worker:
+            assert self._keys.node is not None
+            bound = seal.aad(run=run_id, cluster=cluster, node=worker, field=name, to=worker)
+            return seal.open_box(self._keys.node.private, sealed, bound, key)
+        writer = seal.writer_of(sealed)
+        if not writer:
+            bound = seal.aad(run=run_id, cluster=cluster, node="", field=name, to=seal.CONTROL)
+            return seal.open_with_key(self._cluster_key(cluster), sealed, bound, key)
+        if writer not in self.run_workers(run_id):
+            raise SecretError(f"{key}: sealed by node worker {writer}, which does not serve run {run_id}")
+        bound = seal.aad(run=run_id, cluster=cluster, node=writer, field=name, to=seal.CONTROL)
+        return seal.open_box(self._control().box, sealed, bound, key)
+
+    def run_workers(self, run_id: str) -> set[str]:
+        """The node workers that serve the run (its route's node queues, by default its node names)."""
+        meta = self.meta(run_id)
+        nodes = json.loads(meta.get("nodes") or "[]")
+        routed = (json.loads(meta.get("route") or "{}").get("nodes") or {})
+        return {str(routed.get(n) or n).removeprefix("node.") for n in nodes}
