@@ -71,11 +71,14 @@ class Bench:
         self.wait_ready()
 
     def wait_ready(self) -> None:
+        from kubeboot.tasks.state.presence import consumer
+
+        # Node workers ignore broadcast commands (no ping): a worker is up once it beats for its queue.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            replies = self.app.control.ping(timeout=0.5) or []
-            if len(replies) >= 2:
+            if all(consumer(self.svc.redis, q) for q in (f"node.{NODE}", "control")):
                 return
+            time.sleep(0.1)
         raise RuntimeError(f"workers did not start; see {self.tmp / 'workers.log'}")
 
     def stop(self) -> None:

@@ -132,9 +132,14 @@ class Sandbox:
 
     def _wait_workers(self, count: int) -> None:
         """``sandbox up`` returns once the kubelets answer; the workers may still be importing. Timing
-        starts when every worker answers a ping, so a start-up figure is the init's, not the worker's."""
+        starts when every worker beats for its queue (node workers answer no broadcast ping), so a start-up
+        figure is the init's, not the worker's."""
+        from kubeboot.tasks.state.presence import consumer
+
         deadline = time.monotonic() + WORKER_DEADLINE
-        while len(self.app.control.ping(timeout=0.5) or []) < count:
+        queues = ["control", *(n.queue for n in self.box.nodes)]
+        while sum(1 for q in queues if consumer(self.svc.redis, q)) < count:
+            time.sleep(0.1)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{count} workers did not answer in {WORKER_DEADLINE:.0f}s; see {self.env.logs}")
 

@@ -142,6 +142,7 @@ def init_phase(
 def _register_commands() -> None:
     # Each command module imports only click and cli_common at load time (no cycle between them).
     from kubeboot.workers.cli_batch import submit_batch, submit_cluster
+    from kubeboot.workers.cli_deploy import deploy_group
     from kubeboot.workers.cli_join import join_group, submit_join
     from kubeboot.workers.cli_runs import resume, runs, status, submit_group
     from kubeboot.workers.cli_sandbox import sandbox_group
@@ -149,7 +150,7 @@ def _register_commands() -> None:
 
     for sub in (submit_join, submit_cluster, submit_batch):
         submit_group.add_command(sub)
-    for cmd in (submit_group, status, runs, resume, join_group, worker_group, flower, sandbox_group):
+    for cmd in (submit_group, status, runs, resume, join_group, worker_group, flower, sandbox_group, deploy_group):
         main.add_command(cmd)
 
 

@@ -168,14 +168,19 @@ def flower(port: int | None, address: str, basic_auth: str | None, auth_regex: s
            auth_provider: str | None) -> None:
     """Start Flower on the same broker: every run's phases, live. Read-only: it shows runs, it does not
     control workers. It needs no kubeboot key (task messages hold ids and signatures, never secrets)."""
+    from kubeboot.config.errors import ConfigError
+    from kubeboot.config.settings import Settings
     from kubeboot.workers.celery_redaction import flower_logging
     from kubeboot.workers.cli_common import BAD_INPUT, fail
 
-    svc = services()
-    auth = basic_auth or svc.settings.flower_basic_auth
-    if not (auth or auth_regex) and not is_loopback(address):
+    try:
+        auth = basic_auth or Settings.from_env().flower_basic_auth
+    except ConfigError as e:
+        fail(str(e), BAD_INPUT)
+    if not (auth or auth_regex) and not is_loopback(address):  # before anything starts or connects
         fail(f"kubeboot flower --address {address}: listening beyond this machine needs --basic-auth "
              "(or KUBEBOOT_FLOWER_BASIC_AUTH[_FILE]) or --auth", BAD_INPUT)
+    svc = services()
     app = svc.app()
     flower_logging()
     # --enable_events=False: workers send events on their own (worker_send_task_events); Flower's start-up
