@@ -583,6 +583,17 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
         eng.close()
 
 
+@pytest.fixture(scope="module")
+def module_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One :class:`Engine` for a whole module, its workers started (tests that share one installation)."""
+    eng = Engine(tmp_path_factory.mktemp("engine"))
+    try:
+        eng.start_workers()
+        yield eng
+    finally:
+        eng.close()
+
+
 # --- sandbox clusters end to end: `kubeboot sandbox up`, `submit init`, the official client ----------
 SANDBOX_DEADLINE = 120.0  # bound of a wait on a sandbox (an init is ~10 s; the host may be busy)
 @dataclass(frozen=True)
