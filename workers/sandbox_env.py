@@ -167,6 +167,7 @@ class SandboxEnv:
         box.save()
         for c, index in enumerate(box.indices):
             self._machines(box, f"sb{c + 1}", index, control_planes, workers, version)
+        self._keys(box)
         self._documents(box, version)
         atomic_write(self.dir / "supervise.json", json.dumps({"units": self._units(box)}, indent=2))
         box.supervisor_pid = self._spawn_supervisor()
@@ -196,6 +197,17 @@ class SandboxEnv:
         atomic_write(config, yaml.safe_dump_all(init_config(cluster, first, box.endpoints[cluster], version),
                                                 sort_keys=False))
         box.clusters[cluster] = str(config)
+
+    def _keys(self, box: Sandbox) -> None:
+        """Each node worker's key pair, pinned by the control side, and its pin of the control side's keys,
+        made as ``kubeboot deploy node-key`` / ``register-node`` / ``control-public-key`` make them on real
+        machines (``tasks.trust.keyring``): the sandbox's runs are signed and sealed like a deployment's."""
+        from kubeboot.config.settings import Settings
+        from kubeboot.tasks.trust.keyring import provision_node
+
+        settings = Settings.from_env()
+        for node in box.nodes:
+            provision_node(settings, node.queue.removeprefix("node."))
 
     def _documents(self, box: Sandbox, version: str | None) -> None:
         """``<cluster>/cluster.yaml`` for ``kubeboot submit cluster`` and ``batch.yaml`` of them all for
