@@ -88,6 +88,13 @@ A run's secrets expire: when the run finishes (succeeded or failed) every ``secr
 resumed run makes them persistent again. The run's record, phases and events stay.
 
 Choices, and why:
+- A whole cluster is a parent run (``kind: cluster``) owning one child run per node (``init`` / ``join``,
+  ids ``<cluster run>.<node>``), a batch a parent owning cluster runs (``<batch>.<cluster>``), rather
+  than one run with phases for every node: each node keeps its own chain, leases, retries, locks and
+  ``resume`` from its failed phase; the parent's steps say which node is where (``status`` shows one row
+  per node or cluster); and, every task carrying its run id as first argument, a search of Flower for a
+  cluster's or batch's id finds every task under it, since a child's id extends its parent's
+  (``tasks.state.parents``).
 - One phases hash per run with ``<node>|<path>|<field>`` names rather than one hash per phase: a whole
   run's status is one HGETALL, and a transition stays inside a few keys of one run for the script.
   ``|`` cannot occur in node names (DNS names) or phase paths.
