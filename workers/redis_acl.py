@@ -35,11 +35,11 @@ import secrets
 from urllib.parse import quote
 
 SAFE = "-@dangerous +info +client|setname +client|setinfo +client|id"
-NODE_KEYS = ("~control", "~_kombu.binding.*", "~unacked", "~unacked_index", "~unacked_mutex", "~kubeboot:run:*",
+NODE_KEYS = ("~control", "~_kombu.*", "~unacked", "~unacked_index", "~unacked_mutex", "~kubeboot:run:*",
              "~kubeboot:runs", "~kubeboot:runs:*", "~kubeboot:leases", "~kubeboot:no-lock*",
              "~kubeboot:cluster:*:lock:*", "~kubeboot:worker:*:alive", "~kubeboot:refused", "~kubeboot:parents:due",
              "~kubeboot:batch:*")
-EVENTS = "&/*.celeryev/*"
+EVENTS = "&/0.celeryev/*"  # database 0, the URLs' /0: PSUBSCRIBE needs the pattern exactly
 
 
 def rules(role: str, worker: str = "") -> str:
@@ -50,7 +50,8 @@ def rules(role: str, worker: str = "") -> str:
         own = f"~node.{worker} ~kubeboot:queue:node.{worker}:consumer"
         return f"resetkeys resetchannels {own} {' '.join(NODE_KEYS)} {EVENTS} +@all {SAFE}"
     if role == "flower":
-        return (f"resetkeys resetchannels ~_kombu.binding.celeryev ~control ~dry-run ~node.* {EVENTS} -@all "
+        return (f"resetkeys resetchannels ~_kombu.binding.celeryev ~_kombu.binding_permanent.celeryev ~control "
+                f"~dry-run ~node.* {EVENTS} -@all "
                 "+ping +subscribe +psubscribe +unsubscribe +punsubscribe +sadd +srem +smembers +llen +info "
                 "+client|setname +client|setinfo +select")
     raise ValueError(f"unknown Redis role {role!r}")
