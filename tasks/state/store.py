@@ -230,7 +230,8 @@ class RunStore(Transitions):
             fields.update(lock=lock[0], fence=lock[1])
         fields.update(extra or {})
         fields.update(self._sealed_config(run_id, cluster, json.dumps(config).encode(), readers))
-        fields[tokens.META_SIGNATURE] = tokens.sign_meta({str(k): v for k, v in fields.items()}, self._control().signing)
+        signed = {str(k): v for k, v in fields.items()}
+        fields[tokens.META_SIGNATURE] = tokens.sign_meta(signed, self._control().signing)
         seed: dict[FieldT, EncodableT] = {f"{field_prefix(n, p)}status": "pending" for n, p in plan}
         with self._r.pipeline() as pipe:
             try:
