@@ -133,7 +133,10 @@ def test_every_message_delivered_twice_runs_each_phase_once_and_finishes_the_run
         assert _counts(counts) == {p.replace("/", "_"): 1 for p in ran}  # still once each
 
         # A copy delivered after the run ended (the visibility timeout's redelivery): IGNORED in Flower.
-        late = events.app.send_task(_task_name("certs/ca"), args=(run_id, "cp1"), queue=NODE_QUEUE)
+        run = engine.store.get_run(run_id)
+        auth = engine.store.signer(run)(_task_name("certs/ca"), "cp1", NODE_QUEUE)  # a signed copy, as redelivered
+        late = events.app.send_task(_task_name("certs/ca"), args=(run_id, "cp1"), kwargs={"auth": auth},
+                                    queue=NODE_QUEUE)
         engine.wait_for("the late copy to end", lambda: events.flower_state(late.id) == "IGNORED")
         assert (counts / "certs_ca").read_text() == "1"
     finally:

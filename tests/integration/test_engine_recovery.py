@@ -73,13 +73,15 @@ def test_a_submit_that_cannot_send_its_run_ends_it_failed_and_frees_the_cluster(
 ) -> None:
     from kubeboot.config.loader import load_init_config
     from kubeboot.config.settings import Settings
-    from kubeboot.tasks.state import RunStore, SecretBox
+    from kubeboot.tasks.state import RunStore
+    from kubeboot.tasks.trust.keyring import keyring_for, provision_node
     from kubeboot.workers.celery_app import make_app
     from kubeboot.workflows.runs import RunRefusedError, submit_init
 
     settings = Settings(redis_url=redis_server, state_dir=tmp_path)
     client = redis.Redis.from_url(redis_server)
-    store = RunStore(client, SecretBox(bytes(32)))
+    provision_node(settings, "cp1")  # the node worker's key, pinned on the control side
+    store = RunStore(client, keyring_for(settings, "client"))
     app = make_app("redis://127.0.0.1:1/0", settings)  # the run state is up, the broker is not
     app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1}
 

@@ -17,9 +17,10 @@ import redis
 
 from kubeboot.config.loader import load_init_config
 from kubeboot.config.settings import Settings
-from kubeboot.tasks.state import RunStore, SecretBox
+from kubeboot.tasks.state import RunStore
 from kubeboot.tasks.state.keys import worker_alive_key
 from kubeboot.tasks.state.presence import beat, now_ms
+from kubeboot.tasks.trust.keyring import keyring_for, provision_node
 from kubeboot.workers.celery_app import make_app
 from kubeboot.workflows import liveness
 from kubeboot.workflows.init_tree import AFTER_LOCAL
@@ -34,7 +35,8 @@ class World:
     def __init__(self, redis_url: str, config: Path, state_dir: Path) -> None:
         self.client = redis.Redis.from_url(redis_url)
         self.settings = Settings(redis_url=redis_url, state_dir=state_dir)
-        self.store = RunStore(self.client, SecretBox(bytes(32)))
+        provision_node(self.settings, "cp1")  # the node worker's key, pinned on the control side
+        self.store = RunStore(self.client, keyring_for(self.settings, "client"))
         self.app = make_app(redis_url, self.settings)
         self.config = config
 
