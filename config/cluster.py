@@ -295,14 +295,14 @@ def _node_problem(cluster: Cluster, i: int, field: str, message: str, file: str)
                        field=f"spec.nodes[{i}]{field}")
 
 
-def _check_nodes(cluster: Cluster, file: str) -> None:
+def _check_nodes(cluster: Cluster, file: str, *, addresses: bool = True) -> None:
     seen: dict[str, int] = {}
     workers: dict[str, int] = {}
     for i, node in enumerate(cluster.nodes):
         if node.name in seen:
             raise _node_problem(cluster, i, ".name", f"the name is also spec.nodes[{seen[node.name]}]'s", file)
         seen[node.name] = i
-        if not node.address:
+        if addresses and not node.address:
             raise _node_problem(cluster, i, ".address", "required field is missing (the node's IP address)", file)
         if node.worker in workers:
             raise _node_problem(cluster, i, ".workerId", f"worker {node.worker} also serves spec.nodes"
@@ -368,15 +368,16 @@ def _readdressed(cluster: Cluster, e: ConfigError, file: str) -> ConfigError:
                        field=f"spec.nodes[{index}]" + (f".{field}" if field else ""))
 
 
-def build_cluster(raw: Any, file: str, *, kubeadm_checks: bool = True) -> Cluster:
-    """The validated Cluster of one parsed document; ``ConfigError`` on the first problem."""
+def build_cluster(raw: Any, file: str, *, kubeadm_checks: bool = True, stored: bool = False) -> Cluster:
+    """The validated Cluster of one parsed document; ``ConfigError`` on the first problem. ``stored``: a
+    cluster run's own copy, which may hold a worker added later without an address."""
     if not isinstance(raw, dict):
         raise ConfigError("a Cluster document must be a mapping", file=file)
     try:
         cluster = Cluster.model_validate(raw)
     except ValidationError as e:
         raise _pydantic_problem(e, raw, file) from None
-    _check_nodes(cluster, file)
+    _check_nodes(cluster, file, addresses=not stored)
     _check_cluster_configuration(cluster, file)
     if kubeadm_checks:
         check_kubeadm(cluster, file)

@@ -40,7 +40,7 @@ class ClusterRunSpec:
 
     @classmethod
     def from_config(cls, config: Any, source: str) -> ClusterRunSpec:
-        cluster = build_cluster(config["cluster"], source, kubeadm_checks=False)
+        cluster = build_cluster(config["cluster"], source, kubeadm_checks=False, stored=True)
         return cls(cluster, bool(config.get("dryRun")), config.get("base"), tuple(config.get("only") or ()))
 
     # --- steps ----------------------------------------------------------------------------------------

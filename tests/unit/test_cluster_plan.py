@@ -83,3 +83,13 @@ def test_a_cluster_rows_json_is_the_documented_shape() -> None:
         "nodes": {"done": 1, "total": 2}, "started": "2026-01-01T00:00:00.000Z", "finished": None,
         "duration": 90.0, "error": None}
     assert seconds(None, "2026-01-01T00:00:00.000Z") is None
+
+
+def test_a_worker_added_later_without_an_address_reloads_from_the_runs_config() -> None:
+    from kubeboot.config.cluster import NodeSpec
+
+    whole = spec().cluster
+    later = NodeSpec(name="w9", role="worker")
+    doc = whole.model_copy(update={"spec": whole.spec.model_copy(update={"nodes": [*whole.nodes, later]})})
+    again = ClusterRunSpec.from_config(ClusterRunSpec(doc, base="c-1", only=("w9",)).to_config(), "run")
+    assert (again.steps(), again.node("w9").address) == ([("w9", "join")], "")
