@@ -28,6 +28,15 @@ def parse_duration(text: str) -> float:
     return sign * total
 
 
+def parse_seconds(text: str) -> float:
+    """Seconds written as a number (``90``, ``1.5``) or as a Go duration (``90s``, ``1h30m``), the form
+    kubeboot's own settings and flags accept; ValueError if it is neither. The sign is not checked."""
+    try:
+        return float(text)
+    except ValueError:
+        return parse_duration(text)
+
+
 def format_duration(seconds: float) -> str:
     """Go's canonical form: ``4m0s``, ``8760h0m0s``, ``1.5s``."""
     if seconds == 0:

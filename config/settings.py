@@ -73,7 +73,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubeboot.config import constants as c
-from kubeboot.config.duration import parse_duration
+from kubeboot.config.duration import parse_seconds
 from kubeboot.config.errors import ConfigError
 
 ENV_PREFIX = "KUBEBOOT_"
@@ -282,31 +282,15 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, maximum: int 
     return value
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
-    text = env.get(_var(name))
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"must be a positive number of seconds, got {text!r}", field=_var(name))
-    return value
-
-
 def _positive_duration(env: Mapping[str, str], name: str, default: float) -> float:
     """Seconds, written as a number of seconds or a Go duration (``24h``, ``1h30m``)."""
     text = env.get(_var(name))
     if text is None:
         return default
     try:
-        value = float(text)
+        value = parse_seconds(text)
     except ValueError:
-        try:
-            value = parse_duration(text)
-        except ValueError:
-            value = 0.0
+        value = 0.0
     if not value > 0 or value == float("inf"):
         raise ConfigError(f"must be a positive duration (seconds, or e.g. 90m, 24h), got {text!r}", field=_var(name))
     return value
