@@ -103,10 +103,6 @@ class InitConfig:
         return join_host_port(host, port)
 
     @property
-    def control_plane_endpoint_host(self) -> str:
-        return split_host_port(self.control_plane_endpoint, self.bind_port)[0]
-
-    @property
     def cluster_server(self) -> str:
         return f"https://{self.control_plane_endpoint}"
 

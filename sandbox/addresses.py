@@ -12,7 +12,6 @@ worker's health checks follow the same map (``tasks.runtime.loopback_map``).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import re
 import time
@@ -49,15 +48,6 @@ def endpoint_address(cluster: int) -> str:
     if not 0 <= cluster < MAX_CLUSTERS:
         raise ValueError(f"cluster index {cluster} out of range 0..{MAX_CLUSTERS - 1}")
     return f"{SANDBOX_PREFIX[0]}.{SANDBOX_PREFIX[1]}.{cluster}.{ENDPOINT_HOST}"
-
-
-def is_node_address(address: str) -> bool:
-    """True for an IPv4 loopback address other than 127.0.0.1 (the host's own)."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return ip.version == 4 and ip.is_loopback and address != "127.0.0.1"
 
 
 def map_host(host: str, address: str) -> str:

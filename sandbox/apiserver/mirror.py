@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -150,12 +149,3 @@ class Mirror:
     def _name(key: str, prefix: str) -> tuple[str, str]:
         namespace, _, name = key[len(prefix):].rpartition("/")
         return namespace, name
-
-
-def wait_synced(mirror: Mirror, stop: threading.Event, deadline: float = 30.0) -> bool:
-    """Bounded wait for the first list (the readyz check informer-sync); False if it did not happen."""
-    end = time.monotonic() + deadline
-    while not mirror.synced.wait(0.1):
-        if stop.is_set() or time.monotonic() > end:
-            return False
-    return True

@@ -94,10 +94,6 @@ def items(response: Any) -> list[dict[str, Any]]:
     return list(body(response).get("items") or [])
 
 
-def status_code(exc: BaseException) -> int | None:
-    return exc.status if isinstance(exc, ApiException) else None
-
-
 def ensure_service_accounts(api: k8s.ApiClient, names: list[str]) -> list[str]:
     """Create kube-system ServiceAccounts that are missing (what the manager's SA controller
     and client builder do before a controller starts); returns the names created."""

@@ -122,8 +122,3 @@ class ManifestDir:
         if message not in self._warned:
             self._warned.add(message)
             log.warning("%s", message)
-
-
-def read_static_pods(directory: Path, node_name: str) -> dict[str, StaticPod]:
-    """Every static Pod of ``directory`` by full name (one read, see ``ManifestDir``)."""
-    return ManifestDir(directory, node_name).read()
