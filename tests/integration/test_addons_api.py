@@ -16,9 +16,9 @@ import yaml
 
 from kubeboot.config.loader import build_init_config
 from kubeboot.config.resolved import InitConfig
-from kubeboot.tasks import certlist, kubeapi
+from kubeboot.tasks import kubeapi
 from kubeboot.tasks.fsutil import NodeFS
-from kubeboot.tasks.phases import addons, certs, kubeconfig
+from kubeboot.tasks.phases import addons
 from kubeboot.tasks.phases.context import ControlContext, MemorySecrets, NodeContext
 
 pytestmark = pytest.mark.integration
@@ -80,7 +80,8 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any,
+            node_phases: Any) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("node")
     port = free_port()
     cfg = build_init_config([
@@ -92,13 +93,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -
                         "podSubnet": "10.244.0.0/16"}}])
     secrets = MemorySecrets()
     ctx = NodeContext(cfg, NodeFS(root), out=lambda _line: None, secrets=secrets)
-    certs.run_certs(ctx)
-    for row in certlist.cert_table(cfg):
-        certs.run_cert(ctx, row.name)
-    certs.run_sa(ctx)
-    kubeconfig.run_kubeconfig(ctx)
-    for name in ("admin", "super-admin"):
-        kubeconfig.run_kubeconfig_file(ctx, name)
+    node_phases.pki(ctx)
     # The kubeconfig phase shares admin.conf with the control worker through the run's secrets;
     # super-admin.conf stays on the node.
     assert secrets.get("admin.conf") and secrets.get("super-admin.conf") is None
@@ -106,11 +101,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -
     try:
         c = Cluster(root, cfg, server, secrets)
         # wait-control-plane's binding, made with super-admin.conf: admin.conf is a kubeadm:cluster-admins member.
-        kubeapi.ensure(c.api("super-admin.conf"), {
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "kubeadm:cluster-admins"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "kubeadm:cluster-admins"}]})
+        node_phases.bind_cluster_admins(c.api("super-admin.conf"))
         yield c
     finally:
         assert server.stop() == 0, server.log.read_text()

@@ -22,13 +22,11 @@ from kubernetes import client, config
 
 from kubeboot.config.loader import build_init_config
 from kubeboot.config.resolved import InitConfig
-from kubeboot.tasks import certlist, pki
+from kubeboot.tasks import pki
 from kubeboot.tasks.errors import TemporaryError
 from kubeboot.tasks.fsutil import NodeFS
 from kubeboot.tasks.phases import (
     bootstraptoken,
-    certs,
-    kubeconfig,
     markcontrolplane,
     showjoin,
     uploadconfig,
@@ -103,39 +101,25 @@ class Cluster:
         return ctx
 
 
-def generate(root: Path, port: int) -> InitConfig:
+def generate(root: Path, port: int, node_phases: Any) -> InitConfig:
     cfg = build_init_config([
         {"apiVersion": V4, "kind": "InitConfiguration", "nodeRegistration": {"name": NODE},
          "localAPIEndpoint": {"advertiseAddress": ADDRESS, "bindPort": port}},
         {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256",
          "controlPlaneEndpoint": f"{ADDRESS}:{port}"}])
-    ctx = NodeContext(cfg, NodeFS(root), out=lambda _line: None)
-    certs.run_certs(ctx)
-    for row in certlist.cert_table(cfg):
-        certs.run_cert(ctx, row.name)
-    certs.run_sa(ctx)
-    kubeconfig.run_kubeconfig(ctx)
-    for name in ("admin", "super-admin"):
-        kubeconfig.run_kubeconfig_file(ctx, name)
+    node_phases.pki(NodeContext(cfg, NodeFS(root), out=lambda _line: None))
     return cfg
 
 
-def bind_cluster_admins(api: client.ApiClient) -> None:
-    """What wait-control-plane does first: without it admin.conf's group has no rights."""
-    client.RbacAuthorizationV1Api(api).create_cluster_role_binding({
-        "metadata": {"name": "kubeadm:cluster-admins"},
-        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": "kubeadm:cluster-admins"}]})
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any,
+            node_phases: Any) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("node")
     port = free_port()
-    cfg = generate(root, port)
+    cfg = generate(root, port, node_phases)
     cl = Cluster(root, cfg, emulated_apiserver.start(root, emulated_apiserver.argv(cfg, root), ADDRESS, port))
     try:
-        bind_cluster_admins(cl.client())
+        node_phases.bind_cluster_admins(cl.client())  # what wait-control-plane does first
         # The kubelet registers its Node; here the super admin stands in for it.
         client.CoreV1Api(cl.client()).create_node({"metadata": {"name": NODE}})
         yield cl

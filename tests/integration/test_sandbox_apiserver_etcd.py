@@ -29,9 +29,7 @@ from kubernetes import client, config, watch
 
 from kubeboot.config.loader import build_init_config
 from kubeboot.sandbox.informer import Informer
-from kubeboot.tasks import certlist
 from kubeboot.tasks.fsutil import NodeFS
-from kubeboot.tasks.phases import certs, kubeconfig
 from kubeboot.tasks.phases.context import NodeContext
 
 pytestmark = pytest.mark.integration
@@ -66,30 +64,21 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any,
+            node_phases: Any) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("node")
     ports = [free_port() for _ in range(2)]
     cfg = build_init_config([
         {"apiVersion": V4, "kind": "InitConfiguration", "nodeRegistration": {"name": "cp1"},
          "localAPIEndpoint": {"advertiseAddress": ADDRESS, "bindPort": ports[0]}},
         {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256"}])
-    ctx = NodeContext(cfg, NodeFS(root), out=lambda _line: None)
-    certs.run_certs(ctx)
-    for row in certlist.cert_table(cfg):
-        certs.run_cert(ctx, row.name)
-    certs.run_sa(ctx)
-    kubeconfig.run_kubeconfig(ctx)
-    for name in ("admin", "super-admin"):
-        kubeconfig.run_kubeconfig_file(ctx, name)
+    node_phases.pki(NodeContext(cfg, NodeFS(root), out=lambda _line: None))
     argv = emulated_apiserver.argv(cfg, root)
     a = emulated_apiserver.start(root, argv, ADDRESS, ports[0], root / "a.log")
     b = emulated_apiserver.start(root, [f"--secure-port={ports[1]}" if x.startswith("--secure-port=") else x
                                         for x in argv], ADDRESS, ports[1], root / "b.log")
     c = Cluster(root, a, b, emulated_apiserver.etcd(root, ADDRESS))
-    client.RbacAuthorizationV1Api(c.api(a, "super-admin.conf")).create_cluster_role_binding({
-        "metadata": {"name": "kubeadm:cluster-admins"},
-        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": "kubeadm:cluster-admins"}]})
+    node_phases.bind_cluster_admins(c.api(a, "super-admin.conf"))
     yield c
 
 

@@ -16,9 +16,8 @@ import pytest
 from kubernetes import client, watch
 
 from kubeboot.config.loader import build_init_config
-from kubeboot.tasks import certlist, pki
+from kubeboot.tasks import pki
 from kubeboot.tasks.fsutil import NodeFS
-from kubeboot.tasks.phases import certs, kubeconfig
 from kubeboot.tasks.phases.context import NodeContext
 
 pytestmark = pytest.mark.integration
@@ -37,21 +36,15 @@ ApiServer = Any  # conftest's EmulatedApiServer (a conftest is not importable un
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -> Iterator[ApiServer]:
+def server(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any,
+           node_phases: Any) -> Iterator[ApiServer]:
     root = tmp_path_factory.mktemp("node")
     port = free_port()
     cfg = build_init_config([
         {"apiVersion": V4, "kind": "InitConfiguration", "nodeRegistration": {"name": "cp1"},
          "localAPIEndpoint": {"advertiseAddress": ADDRESS, "bindPort": port}},
         {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256"}])
-    ctx = NodeContext(cfg, NodeFS(root), out=lambda _line: None)
-    certs.run_certs(ctx)
-    for row in certlist.cert_table(cfg):
-        certs.run_cert(ctx, row.name)
-    certs.run_sa(ctx)
-    kubeconfig.run_kubeconfig(ctx)
-    for name in ("admin", "super-admin"):
-        kubeconfig.run_kubeconfig_file(ctx, name)
+    node_phases.pki(NodeContext(cfg, NodeFS(root), out=lambda _line: None))
     api = emulated_apiserver.start(root, emulated_apiserver.argv(cfg, root), ADDRESS, port)
     yield api
     assert api.stop() == 0

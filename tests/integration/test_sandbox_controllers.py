@@ -40,7 +40,6 @@ from kubernetes.config import new_client_from_config
 pytestmark = pytest.mark.integration
 
 DEADLINE = 60.0  # bound of every wait; never an assertion
-V4 = "kubeadm.k8s.io/v1beta4"
 TOKEN_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 
 
@@ -139,34 +138,18 @@ class Cluster:
                 proc.wait(timeout=10)
 
 
-def generate_node(directory: Path, address: str) -> Path:
-    root = directory / "node"
-    config = directory / "kubeadm.yaml"
-    config.write_text(yaml.safe_dump_all([
-        {"apiVersion": V4, "kind": "InitConfiguration",
-         "nodeRegistration": {"name": "cp1", "ignorePreflightErrors": ["all"]},
-         "localAPIEndpoint": {"advertiseAddress": address}},
-        {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256"}]))
-    for phase in ("certs", "kubeconfig", "control-plane"):
-        result = subprocess.run([sys.executable, "-m", "kubeboot.workers.cli", "init", "phase", phase, "--config",
-                                 str(config), "--root", str(root)], capture_output=True, text=True, check=False,
-                                timeout=120)
-        assert result.returncode == 0, result.stderr
-    return root
-
-
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any,
+            node_phases: Any) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("kcm")
     address = free_address()
-    c = Cluster(directory, generate_node(directory, address), address)
+    c = Cluster(directory, node_phases.control_plane(directory, address), address)
     try:
         argv = command_of(c.root / "etc/kubernetes/manifests/kube-apiserver.yaml", c.root, address)
         server = emulated_apiserver.start(c.root, argv, address, 6443, directory / "kube-apiserver.log")
         c.procs["kube-apiserver"] = server.proc  # watched by wait_for, stopped with the others
         # As kubeadm init does with super-admin.conf: admin.conf's group becomes cluster-admin.
-        bind(new_client_from_config(str(c.root / "etc/kubernetes/super-admin.conf")), "kubeadm:cluster-admins",
-             "cluster-admin", "kubeadm:cluster-admins")
+        node_phases.bind_cluster_admins(new_client_from_config(str(c.root / "etc/kubernetes/super-admin.conf")))
         c.start("kube-controller-manager", "kubeboot.sandbox.controllermanager", "kube-controller-manager.yaml")
         c.wait_for("kube-controller-manager /healthz", lambda: c.https_get(10257, "/healthz") == (200, "ok"))
         # A candidate is healthy before it leads: the controllers run once it holds the lease.
@@ -399,10 +382,10 @@ def test_idle_controllers_wait_on_their_watches_and_read_nothing_again(cluster: 
 
 
 @pytest.fixture
-def scheduler_node(tmp_path: Path) -> Iterator[Cluster]:
+def scheduler_node(tmp_path: Path, node_phases: Any) -> Iterator[Cluster]:
     """A node with only the emulated kube-scheduler: it needs no API server to be healthy."""
     address = free_address()
-    c = Cluster(tmp_path, generate_node(tmp_path, address), address)
+    c = Cluster(tmp_path, node_phases.control_plane(tmp_path, address), address)
     try:
         c.start("kube-scheduler", "kubeboot.sandbox.scheduler", "kube-scheduler.yaml")
         yield c
@@ -427,10 +410,10 @@ def test_scheduler_stops_on_sigterm_with_exit_code_zero(scheduler_node: Cluster)
 
 
 @pytest.fixture
-def lonely_node(tmp_path: Path) -> Cluster:
+def lonely_node(tmp_path: Path, node_phases: Any) -> Cluster:
     """A generated node whose API server is never started."""
     address = free_address()
-    return Cluster(tmp_path, generate_node(tmp_path, address), address)
+    return Cluster(tmp_path, node_phases.control_plane(tmp_path, address), address)
 
 
 def test_without_an_api_server_the_controller_manager_is_a_healthy_candidate_running_no_controller(

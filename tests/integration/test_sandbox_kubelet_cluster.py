@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -78,16 +76,8 @@ class Sandbox:
         return new_client_from_config(str(self.cp_root / "etc/kubernetes/super-admin.conf"))
 
 
-def kubeboot_phases(root: Path, config: Path, *phases: str) -> None:
-    for phase in phases:
-        done = subprocess.run([sys.executable, "-m", "kubeboot.workers.cli", "init", "phase", phase,
-                               "--config", str(config), "--root", str(root)],
-                              capture_output=True, text=True, check=False, timeout=120)
-        assert done.returncode == 0, done.stderr
-
-
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory, etcd_binary: str) -> Iterator[Sandbox]:
+def sandbox(tmp_path_factory: pytest.TempPathFactory, etcd_binary: str, node_phases: Any) -> Iterator[Sandbox]:
     tmp = tmp_path_factory.mktemp("cluster")
     cp_address, worker_address = addresses(tmp)
     config = tmp / "kubeadm.yaml"
@@ -96,7 +86,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, etcd_binary: str) -> Itera
          "localAPIEndpoint": {"advertiseAddress": cp_address}},
         {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256"}]))
     cp_root = tmp / "cp1"
-    kubeboot_phases(cp_root, config, "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start")
+    node_phases.init(cp_root, config, "certs", "kubeconfig", "etcd", "control-plane", "kubelet-start")
     worker_root = tmp / "w1"
     (worker_root / "var/lib/kubelet").mkdir(parents=True)
     (worker_root / "var/lib/kubelet/config.yaml").write_text(yaml.safe_dump(KUBELET_CONFIG))

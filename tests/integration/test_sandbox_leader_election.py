@@ -18,7 +18,6 @@ import random
 import signal
 import ssl
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -44,23 +43,6 @@ pytestmark = pytest.mark.integration
 
 DEADLINE = 60.0  # bound of every wait; never an assertion
 LEASE_SECONDS = 15
-V4 = "kubeadm.k8s.io/v1beta4"
-
-
-def generate_node(directory: Path, address: str) -> Path:
-    root = directory / "node"
-    config = directory / "kubeadm.yaml"
-    config.write_text(yaml.safe_dump_all([
-        {"apiVersion": V4, "kind": "InitConfiguration",
-         "nodeRegistration": {"name": "cp1", "ignorePreflightErrors": ["all"]},
-         "localAPIEndpoint": {"advertiseAddress": address}},
-        {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256"}]))
-    for phase in ("certs", "kubeconfig", "control-plane"):
-        result = subprocess.run([sys.executable, "-m", "kubeboot.workers.cli", "init", "phase", phase, "--config",
-                                 str(config), "--root", str(root)], capture_output=True, text=True, check=False,
-                                timeout=120)
-        assert result.returncode == 0, result.stderr
-    return root
 
 
 @dataclass
@@ -154,21 +136,16 @@ def node_addresses() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def control_plane(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -> Iterator[ControlPlane]:
+def control_plane(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any,
+                  node_phases: Any) -> Iterator[ControlPlane]:
     directory = tmp_path_factory.mktemp("election")
     addresses = node_addresses()
-    cp = ControlPlane(directory, generate_node(directory, addresses[0]), addresses[0], addresses[1:])
+    cp = ControlPlane(directory, node_phases.control_plane(directory, addresses[0]), addresses[0], addresses[1:])
     try:
         argv = cp.argv("kube-apiserver.yaml", cp.address)[3:]  # after: python -m kubeboot.sandbox.apiserver
         emulated_apiserver.start(cp.root, argv, cp.address, 6443, directory / "kube-apiserver.log")
         # As kubeadm init does with super-admin.conf: admin.conf's group becomes cluster-admin.
-        k8s.RbacAuthorizationV1Api(new_client_from_config(str(cp.root / "etc/kubernetes/super-admin.conf"))) \
-            .create_cluster_role_binding({
-                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": "kubeadm:cluster-admins"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                              "name": "kubeadm:cluster-admins"}]}, _preload_content=False)
+        node_phases.bind_cluster_admins(new_client_from_config(str(cp.root / "etc/kubernetes/super-admin.conf")))
         yield cp
     finally:
         cp.stop()

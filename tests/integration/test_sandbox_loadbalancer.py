@@ -27,7 +27,6 @@ from kubernetes.config import new_client_from_config
 pytestmark = pytest.mark.integration
 
 DEADLINE = 60.0  # bound of every wait; never an assertion
-V4 = "kubeadm.k8s.io/v1beta4"
 
 
 @dataclass
@@ -75,23 +74,6 @@ class Setup:
             api.close()
 
 
-def generate_node(directory: Path, address: str, endpoint: str) -> Path:
-    root = directory / "node"
-    config = directory / "kubeadm.yaml"
-    config.write_text(yaml.safe_dump_all([
-        {"apiVersion": V4, "kind": "InitConfiguration",
-         "nodeRegistration": {"name": "cp1", "ignorePreflightErrors": ["all"]},
-         "localAPIEndpoint": {"advertiseAddress": address}},
-        {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256",
-         "controlPlaneEndpoint": f"{endpoint}:6443"}]))
-    for phase in ("certs", "kubeconfig", "control-plane"):
-        result = subprocess.run([sys.executable, "-m", "kubeboot.workers.cli", "init", "phase", phase, "--config",
-                                 str(config), "--root", str(root)], capture_output=True, text=True, check=False,
-                                timeout=120)
-        assert result.returncode == 0, result.stderr
-    return root
-
-
 def apiserver_argv(root: Path, address: str, port: int) -> list[str]:
     from kubeboot.sandbox.kubelet import launch
 
@@ -101,11 +83,11 @@ def apiserver_argv(root: Path, address: str, port: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any) -> Iterator[Setup]:
+def setup(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any, node_phases: Any) -> Iterator[Setup]:
     directory = tmp_path_factory.mktemp("lb")
     block = f"127.{random.randint(80, 89)}.{random.randint(0, 255)}"
     address, lb = f"{block}.{random.randint(2, 200)}", f"{block}.254"
-    root = generate_node(directory, address, lb)
+    root = node_phases.control_plane(directory, address, lb)
     s = Setup(directory, root, address, lb, {})
     try:
         for port in (6443, 6444):
