@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import time
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kubeboot.tasks.state.keys import PREFIX
@@ -52,11 +54,24 @@ def authorize(rt: WorkerRuntime, *, task: str, run_id: str, node: str, path: str
     workflow = task.split(".")[1] if task.count(".") >= 2 else ""
     if path and meta.get("kind") != workflow:
         raise Refused(f"run {run_id} is a run of kind {meta.get('kind')}, not {workflow}")
-    if path and [node, path] not in json.loads(meta.get("plan") or "[]"):
+    if path and (node, path) not in _planned(meta.get("plan") or "[]"):
         raise Refused(f"phase {path} of node {node} is not in the plan of run {run_id}")
     if rt.role == "node":
-        Journal(rt.settings.state_dir, rt.node_id).admit(token)
+        _journal(rt.settings.state_dir, rt.node_id).admit(token)
     return token
+
+
+@lru_cache(maxsize=64)
+def _planned(plan: str) -> frozenset[tuple[str, ...]]:
+    """The [node, phase] steps of a run's plan (the verified metadata's JSON text: parsed once per run)."""
+    return frozenset(tuple(step) for step in json.loads(plan)
+                     if isinstance(step, list) and all(isinstance(part, str) for part in step))
+
+
+@lru_cache(maxsize=8)
+def _journal(state_dir: Path, worker: str) -> Journal:
+    """One journal per node worker and process: it keeps what it read while the file is unchanged."""
+    return Journal(state_dir, worker)
 
 
 def record(client: redis.Redis, *, worker: str, task: str, task_id: str, run_id: str, node: str,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -120,6 +122,21 @@ def test_the_journal_refuses_a_dispatch_older_than_the_newest_it_ran(tmp_path: P
         journal.admit(first)
     journal.admit(TaskToken(**{**CLAIMS, "cluster": "c2"}))  # another cluster's dispatches are its own
     assert json.loads((tmp_path / "dispatch/cp1.json").read_text())["clusters"]["c1"]["run"] == "r-2"
+
+
+def test_a_journal_kept_in_memory_sees_what_another_process_wrote(tmp_path: Path) -> None:
+    """Each worker process keeps what it read while one stat shows the same file; a write by another
+    process (a new file renamed in) is seen at once, and a file written within the racy window is not kept."""
+    mine, other = Journal(tmp_path, "cp1"), Journal(tmp_path, "cp1")
+    first, second = TaskToken(**CLAIMS), TaskToken(**{**CLAIMS, "run": "r-2", "iat": 2000.0})  # type: ignore[arg-type]
+    mine.admit(first)
+    assert mine._kept is None  # just written: within the racy window, not kept
+    os.utime(mine.path, ns=(time.time_ns() - 10**9,) * 2)  # as if written a second ago
+    mine.admit(first)
+    assert mine._kept is not None and mine._kept["clusters"]["c1"]["run"] == "r-1"
+    other.admit(second)  # the newer dispatch, recorded by another process of this node worker
+    with pytest.raises(Refused, match="older than the newest dispatch this node ran for cluster c1"):
+        mine.admit(first)
 
 
 def test_secrets_may_come_from_files_but_not_from_both_places(tmp_path: Path) -> None:
