@@ -15,10 +15,12 @@ from kubeboot.workers.cli_common import BAD_INPUT, fail, split_csv
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="kubeboot", prog_name="kubeboot")
 def main() -> None:
-    """kubeboot bootstraps Kubernetes control planes the way kubeadm does.
+    """kubeboot bootstraps Kubernetes clusters the way `kubeadm init` and `kubeadm join` do.
 
-    It writes the certificates, kubeconfig files, static Pod manifests and kubelet configuration that
-    `kubeadm init` writes, phase by phase, converging on re-runs instead of failing.
+    It writes the certificates, kubeconfig files, static Pod manifests, kubelet configuration and API
+    objects that kubeadm writes, phase by phase, converging on re-runs instead of failing. Runs are
+    Celery workflows (submit, status, resume; Flower shows them live): one node, a whole cluster, or a
+    batch of clusters. Start with `kubeboot sandbox up` to try it on simulated machines.
     """
 
 
