@@ -736,6 +736,29 @@ class SandboxCluster(Engine):
     def node_root(self, node: str = "sb1-cp1") -> Path:
         return Path(next(n["root"] for n in self.record()["nodes"] if n["name"] == node))
 
+    def node_files(self, node: str) -> list[str]:
+        """The files under the node's root (relative), leaving out the sandbox kubelet's own state."""
+        root = self.node_root(node)
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                      if p.is_file() and "kubeboot-sandbox" not in str(p))
+
+    @staticmethod
+    def worker_groups(node: str) -> list[int]:
+        """The process groups led by the node worker of ``node`` (its command line names the node)."""
+        import os
+
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                argv = cmdline.read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"worker" in argv and b"node" in argv and node.encode() in argv:
+                pid = int(cmdline.parent.name)
+                if os.getpgid(pid) == pid:
+                    found.append(pid)
+        return found
+
     def pinned_config(self, *, token: str, certificate_key: str, cluster: str = "sb1") -> Path:
         """The sandbox's config with the default token and the certificate key fixed, as a user pins them."""
         docs = list(yaml.safe_load_all(self.config_path(cluster).read_text()))

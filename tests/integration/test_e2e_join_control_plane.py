@@ -20,7 +20,6 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -57,23 +56,6 @@ def _cp_join(h: HA, node: str, *extra: str, key: str | None = None) -> list[str]
             h.box.address(node), "--node-name", node, "--ignore-preflight-errors", "all", *extra]
 
 
-def _worker_group(node: str) -> int | None:
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            argv = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"worker" in argv and b"node" in argv and node.encode() in argv:
-            pid = int(cmdline.parent.name)
-            if os.getpgid(pid) == pid:
-                return pid
-    return None
-
-
-def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "kubeboot-sandbox" not in str(p))
-
-
 def _admin(h: HA, server_node: str) -> client.ApiClient:
     """An official client with cp1's admin.conf, talking to ``server_node``'s own API server."""
     conf = h.box.admin_conf(CP1)
@@ -96,7 +78,7 @@ def ha(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[HA]:
         h.results["wrong-key"] = box.cli(*_cp_join(h, CP2, "--wait", key="ab" * 32))
         client.CoreV1Api(box.api()).delete_namespaced_secret("kubeadm-certs", "kube-system")
         h.results["expired"] = box.cli(*_cp_join(h, CP2, "--wait"))
-        h.files_after_failures = _files(box.node_root(CP2))
+        h.files_after_failures = box.node_files(CP2)
         upload = box.cli("init", "phase", "upload-certs", "--upload-certs", "--config", str(box.config_path()),
                          "--root", str(box.node_root(CP1)))
         assert upload.returncode == 0, upload.stderr
@@ -120,9 +102,9 @@ def ha(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[HA]:
 
         box.wait_for("an etcd-join in progress", lambda: bool(in_etcd_join()), deadline=e2e.DEADLINE)
         h.killed = in_etcd_join()
-        group = _worker_group(h.killed)
-        assert group is not None
-        os.killpg(group, signal.SIGKILL)
+        groups = box.worker_groups(h.killed)
+        assert groups
+        os.killpg(groups[0], signal.SIGKILL)
         for n in (CP2, CP3):
             box.wait_for(f"the join of {n}", lambda n=n: box.store.run_status(h.runs[n]) in ("succeeded", "failed"),
                          deadline=300)

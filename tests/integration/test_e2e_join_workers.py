@@ -76,25 +76,6 @@ def _run(c: Joined, name: str, *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "kubeboot-sandbox" not in str(p))
-
-
-def _worker_pids(node: str) -> list[int]:
-    """The node worker's process group leaders (its command line names the node)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            argv = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"worker" in argv and b"node" in argv and node.encode() in argv:
-            pid = int(cmdline.parent.name)
-            if os.getpgid(pid) == pid:
-                found.append(pid)
-    return found
-
-
 @pytest.fixture(scope="module")
 def joined(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[Joined]:
     box = e2e.SandboxCluster(tmp_path_factory.mktemp("e2e-join"))
@@ -131,7 +112,7 @@ def joined(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[Joine
         client.CoreV1Api(c.api).patch_node_status(W2, {"status": {"conditions": [
             {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "another machine"}]}})
         _run(c, "namesake", "submit", "join", "--config", str(_config(c, W2)), "--wait")
-        c.files_after_failures = _files(box.node_root(W2))
+        c.files_after_failures = box.node_files(W2)
         # The other machine's Node is deleted: the failed join is resumed, not submitted again.
         client.CoreV1Api(c.api).delete_node(namesake.metadata.name)
         c.results["w2"] = box.cli("resume", c.runs["namesake"], "--wait")
@@ -142,7 +123,7 @@ def joined(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[Joine
         c.runs["w3"] = run_id
         box.wait_for("w3's kubelet-start", lambda: any(r.path == "kubelet-start" and r.status in (
             "running", "succeeded") for r in box.store.phase_records(run_id)))
-        for pid in _worker_pids(W3):
+        for pid in box.worker_groups(W3):
             os.killpg(pid, signal.SIGKILL)
             c.killed = True
         box.wait_run(run_id)
@@ -151,7 +132,7 @@ def joined(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[Joine
                                          "--discovery-token-ca-cert-hash", c.join.ca_hash, "--node-name", W4,
                                          "--ignore-preflight-errors", "all", "--root", str(box.node_root(W4)))
         # A second join of a joined node converges: nothing new is minted.
-        c.results["w1-before-again"] = subprocess.CompletedProcess([], 0, json.dumps(_files(box.node_root(W1))), "")
+        c.results["w1-before-again"] = subprocess.CompletedProcess([], 0, json.dumps(box.node_files(W1)), "")
         _run(c, "w1-again", *_flags(c, W1), "--wait")
         yield c
     finally:
@@ -268,7 +249,7 @@ def test_kubeadm_flags_of_a_tainted_worker_register_its_taints(joined: Joined) -
 
 def test_a_second_join_of_a_joined_node_mints_nothing(joined: Joined) -> None:
     before = json.loads(joined.results["w1-before-again"].stdout)
-    assert _files(joined.box.node_root(W1)) == before
+    assert joined.box.node_files(W1) == before
 
 
 def test_joins_are_runs_of_kind_join_listed_by_runs(joined: Joined) -> None:
