@@ -9,12 +9,19 @@ hide the overhead) run three ways, interleaved in one benchmark run:
 Target: added cost per phase <= 1.3x a bare hop. Also reports worker memory (RSS and PSS of each worker's
 process tree) idle and after ``--runs`` runs.
 
+``--before REF`` compares two engines side by side: the code of commit REF (a ``git worktree`` imported
+through a link tree, as ``bench.apiserver`` does, by this benchmark's process and its workers alike) and
+this tree's, ``--alternations`` times each, alternating which goes first, ``--rounds`` rounds each time, so
+a busy machine slows both alike; the ratio of each from the medians of all its rounds.
+
     python -m bench.orchestration [--rounds 10] [--runs 100]
+    python -m bench.orchestration --before REF [--rounds 10] [--alternations 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -24,10 +31,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TypedDict
 
 from bench.procmem import pss_kib, rss_kib, tree
 
 NODE = "bench-cp"
+
+
+class Measured(TypedDict):
+    hops: int
+    local: list[float]  # seconds per run, one per round
+    celery: list[float]
+    bare: list[float]
+    idle: dict[str, tuple[int, int]]  # worker -> (RSS, PSS) KiB
+    after: dict[str, tuple[int, int]]
+    engine: str  # where kubeboot.tasks was imported from
 
 
 def _memory_kib(pid: int) -> tuple[int, int]:
@@ -50,7 +68,9 @@ class Bench:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.root = tmp / "root"
-        self.env = {**os.environ, "KUBEBOOT_STATE_DIR": str(tmp / "state"), "PYTHONPATH": os.getcwd()}
+        # The workers import what this process imports (``--before``: a link tree first on PYTHONPATH).
+        path = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+        self.env = {**os.environ, "KUBEBOOT_STATE_DIR": str(tmp / "state"), "PYTHONPATH": path}
         self.env.pop("KUBEBOOT_REDIS_URL", None)
         os.environ.update({k: self.env[k] for k in ("KUBEBOOT_STATE_DIR",)})
         os.environ.pop("KUBEBOOT_REDIS_URL", None)
@@ -145,7 +165,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=100, help="runs before the second memory reading")
+    parser.add_argument("--before", metavar="REF", help="compare with the engine of commit REF, alternating")
+    parser.add_argument("--alternations", type=int, default=4, help="with --before: runs of each side")
+    parser.add_argument("--json", action="store_true", help="print the measurements as one JSON object")
     args = parser.parse_args(argv)
+    if args.before:
+        return compare(args.before, args.rounds, args.alternations)
+    measured = measure(args.rounds, args.runs)
+    if args.json:
+        print(json.dumps(measured))
+        return 0
+    report(measured, args.runs)
+    return 0
+
+
+def measure(rounds: int, runs: int) -> Measured:
+    """Interleaved rounds of local, celery and bare runs; worker memory idle and after ``runs`` runs."""
+    import kubeboot.tasks
+
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as d:
         bench = Bench(Path(d))
         try:
@@ -153,28 +190,74 @@ def main(argv: list[str] | None = None) -> int:
             idle = {name: _memory_kib(p.pid) for name, p in bench.procs.items()}
             bench.local()
             bench.celery()  # warm-up: imports in the pool children
-            local, celery, bare, hops = [], [], [], 0
-            for _ in range(args.rounds):
+            local: list[float] = []
+            celery: list[float] = []
+            bare: list[float] = []
+            hops = 0
+            for _ in range(rounds):
                 local.append(bench.local())
                 t, hops = bench.celery()
                 celery.append(t)
                 bare.append(bench.bare(hops))
-            for _ in range(max(0, args.runs - args.rounds - 1)):
+            for _ in range(max(0, runs - rounds - 1)):
                 bench.celery()
             after = {name: _memory_kib(p.pid) for name, p in bench.procs.items()}
         finally:
             bench.stop()
-    lo, ce, ba = statistics.median(local), statistics.median(celery), statistics.median(bare)
-    added, hop = (ce - lo) / hops, ba / hops
-    print(f"hops per run (phase tasks + finish): {hops}; medians of {args.rounds} interleaved rounds")
-    print(f"  local (in process)      {lo * 1000:8.1f} ms")
-    print(f"  celery (submit init)    {ce * 1000:8.1f} ms")
-    print(f"  bare chain of no-ops    {ba * 1000:8.1f} ms")
+    return {"hops": hops, "local": local, "celery": celery, "bare": bare, "idle": idle, "after": after,
+            "engine": str(Path(kubeboot.tasks.__path__[0]).resolve())}
+
+
+def ratio(m: Measured) -> tuple[float, float, float]:
+    """(added cost per phase, bare hop, their ratio) from the medians of the rounds in ``m``."""
+    lo, ce, ba = (statistics.median(m[k]) for k in ("local", "celery", "bare"))
+    added, hop = (ce - lo) / m["hops"], ba / m["hops"]
+    return added, hop, added / hop
+
+
+def report(m: Measured, runs: int) -> None:
+    added, hop, r = ratio(m)
+    print(f"hops per run (phase tasks + finish): {m['hops']}; medians of {len(m['local'])} interleaved rounds")
+    for label, times in (("local (in process)", m["local"]), ("celery (submit init)", m["celery"]),
+                         ("bare chain of no-ops", m["bare"])):
+        print(f"  {label:23s} {statistics.median(times) * 1000:8.1f} ms")
     print(f"  added cost per phase    {added * 1000:8.2f} ms   bare hop {hop * 1000:.2f} ms   "
-          f"ratio {added / hop:.2f} (target <= 1.3)")
-    for name, (rss, pss) in idle.items():
-        print(f"  {name} worker RSS / PSS: idle {rss / 1024:.1f} / {pss / 1024:.1f} MiB, after {args.runs} runs "
-              f"{after[name][0] / 1024:.1f} / {after[name][1] / 1024:.1f} MiB")
+          f"ratio {r:.2f} (target <= 1.3)")
+    for name, (rss, pss) in m["idle"].items():
+        after = m["after"][name]
+        print(f"  {name} worker RSS / PSS: idle {rss / 1024:.1f} / {pss / 1024:.1f} MiB, after {runs} runs "
+              f"{after[0] / 1024:.1f} / {after[1] / 1024:.1f} MiB")
+
+
+def compare(ref: str, rounds: int, alternations: int) -> int:
+    """This tree's engine beside commit ``ref``'s, alternating (module docstring)."""
+    from bench.apiserver import worktree
+
+    sides: dict[str, list[Measured]] = {"before": [], "after": []}
+    with tempfile.TemporaryDirectory(prefix="kb-bench-before-") as d, worktree(ref, Path(d)) as before_src:
+        paths = {"before": os.pathsep.join(filter(None, [str(before_src), os.environ.get("PYTHONPATH", "")])),
+                 "after": os.environ.get("PYTHONPATH", "")}
+        for i in range(alternations):
+            for side in ("before", "after") if i % 2 == 0 else ("after", "before"):
+                env = {**os.environ, "PYTHONPATH": paths[side]}
+                done = subprocess.run([sys.executable, "-m", "bench.orchestration", "--rounds", str(rounds),
+                                       "--runs", "0", "--json"], env=env, capture_output=True, text=True,
+                                      check=False)
+                if done.returncode != 0:
+                    raise SystemExit(f"bench.orchestration: the {side} side failed:\n{done.stderr[-3000:]}")
+                m: Measured = json.loads(done.stdout.strip().splitlines()[-1])
+                inside = str(m["engine"]).startswith(str(Path(d).resolve()))
+                if inside != (side == "before"):  # the link tree must have been imported, and only there
+                    raise SystemExit(f"bench.orchestration: the {side} side imported {m['engine']}")
+                sides[side].append(m)
+                print(f"  {side:6s} #{i + 1}: ratio {ratio(m)[2]:.2f}", flush=True)
+    print(f"{ref} (before) beside this tree (after): {alternations} alternations of {rounds} rounds each")
+    for side, ms in sides.items():
+        merged: Measured = {**ms[0], "local": [t for m in ms for t in m["local"]],
+                            "celery": [t for m in ms for t in m["celery"]], "bare": [t for m in ms for t in m["bare"]]}
+        added, hop, r = ratio(merged)
+        print(f"  {side:6s} added cost per phase {added * 1000:6.2f} ms   bare hop {hop * 1000:5.2f} ms   "
+              f"ratio {r:.2f}   (per alternation: {', '.join(f'{ratio(m)[2]:.2f}' for m in ms)})")
     return 0
 
 
