@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from bench.procmem import pss_kib, rss_kib, tree
+from bench.workers import Workers
 
 NODE = "bench-cp"
 
@@ -64,51 +64,10 @@ def _docs(cluster: str) -> list[dict[str, object]]:
     ]
 
 
-class Bench:
+class Bench(Workers):
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.root = tmp / "root"
-        # The workers import what this process imports (``--before``: a link tree first on PYTHONPATH).
-        path = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH", "")]))
-        self.env = {**os.environ, "KUBEBOOT_STATE_DIR": str(tmp / "state"), "PYTHONPATH": path}
-        self.env.pop("KUBEBOOT_REDIS_URL", None)
-        os.environ.update({k: self.env[k] for k in ("KUBEBOOT_STATE_DIR",)})
-        os.environ.pop("KUBEBOOT_REDIS_URL", None)
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        from kubeboot.workers.services import Services
-
-        self.svc = Services.connect()
-        self.app = self.svc.app()
+        super().__init__(tmp, NODE, "bench.noop")
         self.seq = 0
-
-    def start_workers(self) -> None:
-        cli = [sys.executable, "-m", "kubeboot.workers.cli", "worker"]
-        inc = ["--include", "bench.noop", "--loglevel", "WARNING"]
-        log = (self.tmp / "workers.log").open("ab")
-        for name, args in {"node": ["node", "--id", NODE, "--root", str(self.root)], "control": ["control"]}.items():
-            self.procs[name] = subprocess.Popen([*cli, *args, *inc], env=self.env, stdout=log, stderr=log,
-                                                start_new_session=True)
-        self.wait_ready()
-
-    def wait_ready(self) -> None:
-        from kubeboot.tasks.state.presence import consumer
-
-        # Node workers ignore broadcast commands (no ping): a worker is up once it beats for its queue.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if all(consumer(self.svc.redis, q) for q in (f"node.{NODE}", "control")):
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"workers did not start; see {self.tmp / 'workers.log'}")
-
-    def stop(self) -> None:
-        from kubeboot.workers.redis_server import EmbeddedRedis
-
-        for proc in self.procs.values():
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            proc.wait(30)
-        EmbeddedRedis(self.svc.settings.state_dir).stop()
 
     def local(self) -> float:
         from kubeboot.config.loader import build_init_config
@@ -186,7 +145,7 @@ def measure(rounds: int, runs: int) -> Measured:
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as d:
         bench = Bench(Path(d))
         try:
-            bench.start_workers()
+            bench.start()
             idle = {name: _memory_kib(p.pid) for name, p in bench.procs.items()}
             bench.local()
             bench.celery()  # warm-up: imports in the pool children

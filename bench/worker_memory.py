@@ -1,7 +1,7 @@
 """What an idle worker costs in memory: a node worker and a control worker, started as ``kubeboot worker
 node|control`` starts them (embedded Redis, default concurrency: 1 node child, 2 control children),
 
-  idle        once both answer a ping and ``--settle`` seconds passed
+  idle        once both are up (beating for their queues) and ``--settle`` seconds passed
   after runs  after ``--runs`` node-local inits (``submit init`` up to kubelet-start, the engine's own
               finish task on the control queue): what the pool children grew to by doing the work
 
@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procmem import pss_kib, rss_kib, tree
+from bench.workers import Workers
 
 NODE = "bench-mem"
 TARGETS_MIB = {"node": 150, "control": 250}
@@ -45,43 +43,11 @@ def _docs(cluster: str) -> list[dict[str, object]]:
     ]
 
 
-class Workers:
-    """Embedded Redis in a temp state dir and the two workers, each in its own session."""
+class MemoryWorkers(Workers):
+    """The two workers, each able to say which modules it imported (``--include bench.modules``)."""
 
     def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.env = {**os.environ, "KUBEBOOT_STATE_DIR": str(tmp / "state"),
-                    "KUBEBOOT_BENCH_MODULES_DIR": str(tmp / "modules")}
-        self.env.pop("KUBEBOOT_REDIS_URL", None)
-        os.environ["KUBEBOOT_STATE_DIR"] = self.env["KUBEBOOT_STATE_DIR"]
-        os.environ.pop("KUBEBOOT_REDIS_URL", None)
-        from kubeboot.workers.services import Services
-
-        self.svc = Services.connect()
-        self.app = self.svc.app()
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self) -> None:
-        cli = [sys.executable, "-m", "kubeboot.workers.cli", "worker"]
-        common = ["--loglevel", "WARNING", "--include", "bench.modules"]
-        args = {"node": ["node", "--id", NODE, "--root", str(self.tmp / "root")], "control": ["control"]}
-        with (self.tmp / "workers.log").open("ab") as log:
-            for name, a in args.items():
-                self.procs[name] = subprocess.Popen([*cli, *a, *common], env=self.env, stdout=log, stderr=log,
-                                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        end = time.monotonic() + DEADLINE
-        while len(self.app.control.ping(timeout=0.5) or []) < len(args):
-            if time.monotonic() > end:
-                raise RuntimeError(f"workers did not answer a ping; see {self.tmp / 'workers.log'}")
-
-    def stop(self) -> None:
-        from kubeboot.workers.redis_server import EmbeddedRedis
-
-        for proc in self.procs.values():
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            proc.wait(30)
-        EmbeddedRedis(self.svc.settings.state_dir).stop()
+        super().__init__(tmp, NODE, "bench.modules", {"KUBEBOOT_BENCH_MODULES_DIR": str(tmp / "modules")})
 
     def run_init(self, seq: int) -> None:
         from kubeboot.config.loader import build_init_config
@@ -93,7 +59,7 @@ class Workers:
         end = time.monotonic() + DEADLINE * 2
         while (status := self.svc.store.run_status(sub.run.id)) not in ("succeeded", "failed"):
             if time.monotonic() > end:
-                raise RuntimeError(f"run {sub.run.id} still {status}; see {self.tmp / 'workers.log'}")
+                raise RuntimeError(f"run {sub.run.id} still {status}; see {self.log}")
             time.sleep(0.05)
         if status != "succeeded":
             raise RuntimeError(f"run {sub.run.id} failed: {self.svc.store.get_run(sub.run.id)}")
@@ -130,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="kb-mem-") as d:
-        workers = Workers(Path(d))
+        workers = MemoryWorkers(Path(d))
         try:
             workers.start()
             time.sleep(args.settle)
@@ -150,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                         "kubernetes_imported": any(v["kubernetes"].values())} for n, v in f.items()}
         print(json.dumps({"idle": slim(idle), f"after_{args.runs}_runs": slim(after)}, indent=2))
         return 0
-    report(f"idle, {args.settle:.0f} s after both workers answered a ping", idle)
+    report(f"idle, {args.settle:.0f} s after both workers were up", idle)
     report(f"idle after {args.runs} node-local inits", after)
     return 0
 
