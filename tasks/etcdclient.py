@@ -9,6 +9,11 @@ turn until one answers; an answer that is an etcd error becomes ``EtcdError`` wi
 ("etcdserver: too many learner members in cluster"), a connection failure on every endpoint
 ``EtcdUnavailable``. No retry here: the phase decides (kubeadm's etcd client retries within its
 ``etcdAPICall`` timeout; kubeboot's phase does it across short attempts).
+
+The sandbox's emulated kube-apiserver has an etcd gateway client of its own (``sandbox.apiserver.etcd``:
+range, transactions and watch streams on kept-alive connections): on purpose. The two share only the
+gateway's JSON conventions; one client for both would put the API server's storage and watch code into
+production, which needs none of it, or make the sandbox's storage depend on the phases' client.
 """
 
 from __future__ import annotations

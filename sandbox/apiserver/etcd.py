@@ -10,6 +10,10 @@ zero value left out), so the standard library is enough and no protobuf is writt
 (OpenStack's client of the same gateway) drops the parts of a watch the API server needs: the
 ``compact_revision`` of a cancelled watch (410 Gone) and progress notifications (bookmarks).
 
+Not ``tasks.etcdclient`` (the join phases' member-list client, on urllib3): the storage of an API server
+needs range, transactions and long-lived watch streams, which production has no use for; the two share
+only the gateway's JSON conventions.
+
 Connections: a few idle keep-alive connections per endpoint are reused; a request that fails on a reused
 one (etcd closed it while idle) is sent again once on a fresh one; an endpoint that does not answer
 passes the request to the next (several ``--etcd-servers`` for an HA cluster). Each watch has its own
