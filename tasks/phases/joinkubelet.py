@@ -36,6 +36,7 @@ from kubeboot.tasks.errors import PermanentError, TemporaryError
 from kubeboot.tasks.nodemarker import marker_record, write_node_marker
 from kubeboot.tasks.phases.joincluster import bootstrap_client, trusted_cluster
 from kubeboot.tasks.phases.joincontext import JoinNodeContext
+from kubeboot.tasks.phases.kubeletstart import start_kubelet
 from kubeboot.tasks.phases.markcontrolplane import desired_taints, taint_string
 from kubeboot.tasks.phases.waitcp import ATTEMPT_WINDOW, Waiter, WaitState
 
@@ -151,11 +152,7 @@ def run_kubelet_start(ctx: JoinNodeContext) -> None:
     if dry_run:
         ctx.log(PHASE, "Would start the kubelet")
         return
-    if ctx.kubelet is None:
-        ctx.log(PHASE, "Not starting the kubelet: no kubelet driver is configured (--kubelet none)")
-        return
-    ctx.log(PHASE, "Starting the kubelet")
-    ctx.kubelet.start(ctx.out)
+    start_kubelet(ctx)
 
 
 # --- kubelet-wait-bootstrap ---------------------------------------------------------------------

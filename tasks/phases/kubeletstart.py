@@ -55,8 +55,12 @@ def run_kubelet_start(ctx: NodeContext) -> None:
         # kubeadm: "Try to stop the kubelet service so no race conditions occur when configuring it".
         ctx.kubelet.stop(ctx.out)
     write_kubelet_files(ctx)
-    if dry_run:
-        return
+    if not dry_run:
+        start_kubelet(ctx)
+
+
+def start_kubelet(ctx: NodeContext) -> None:
+    """Start the kubelet through the node's driver (init and join alike); without one, say so."""
     if ctx.kubelet is None:
         ctx.log(PHASE, "Not starting the kubelet: no kubelet driver is configured (--kubelet none)")
         return
