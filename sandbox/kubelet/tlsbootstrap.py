@@ -106,10 +106,7 @@ def _pending_key(root: Path) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
     except (FileNotFoundError, ValueError):
         pass
     key = ec.generate_private_key(ec.SECP256R1())
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
+    atomic_write(path, certstore.key_pem(key), 0o600, dir_mode=0o700)  # 0600 from the start, never half-written
     return key
 
 
