@@ -38,7 +38,7 @@ from pydantic import Field, ValidationError, field_validator
 from kubeboot.config import constants as c
 from kubeboot.config import fieldchecks
 from kubeboot.config.duration import parse_duration
-from kubeboot.config.errors import ConfigError
+from kubeboot.config.errors import ConfigError, field_path
 from kubeboot.config.models import Arg, Model, Taint
 
 API_VERSION: Final = "kubeboot.dev/v1alpha1"
@@ -253,13 +253,6 @@ class Cluster(Model):
 
 # --- loading and validation ---------------------------------------------------------------------------
 
-def _field(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _doc_label(raw: dict[str, Any]) -> str:
     meta = raw.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
@@ -287,7 +280,7 @@ def _pydantic_problem(err: ValidationError, raw: dict[str, Any], file: str) -> C
         msg = "required field is missing"
     elif first["type"] == "literal_error" and loc in (("apiVersion",), ("kind",)):
         msg = f"must be {API_VERSION if loc == ('apiVersion',) else CLUSTER_KIND} (got {first.get('input')!r})"
-    return ConfigError(_node_of(raw, loc) + msg, file=file, document=_doc_label(raw), field=_field(loc))
+    return ConfigError(_node_of(raw, loc) + msg, file=file, document=_doc_label(raw), field=field_path(loc))
 
 
 def _node_problem(cluster: Cluster, i: int, field: str, message: str, file: str) -> ConfigError:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from kubeboot.config import constants as c
-from kubeboot.config.errors import ConfigError
+from kubeboot.config.errors import ConfigError, field_path
 from kubeboot.config.gotypes import GO_TYPE_ERROR, GoStruct, json_kind
 from kubeboot.config.kubelettypes import KubeletConfiguration
 from kubeboot.config.kubeproxytypes import KubeProxyConfiguration
@@ -34,13 +34,6 @@ _TYPES: dict[str, tuple[str, type[GoStruct]]] = {
 _CONTAINER_KINDS = {"model_type": "struct", "model_attributes_type": "struct", "dict_type": "map", "list_type": "slice"}
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def gvk(api_version: str, kind: str) -> str:
     """Go's %#v of a schema.GroupVersionKind, as kubeadm's warning prints it."""
     group, _, version = api_version.rpartition("/")
@@ -48,7 +41,7 @@ def gvk(api_version: str, kind: str) -> str:
 
 
 def _type_message(err: ErrorDetails, kind: str) -> str:
-    path = _path(tuple(err["loc"]))
+    path = field_path(tuple(err["loc"]))
     if err["type"] == GO_TYPE_ERROR and "go" in err.get("ctx", {}):
         ctx = err["ctx"]
         return f"json: cannot unmarshal {ctx['json']} into Go struct field {kind}.{path} of type {ctx['go']}"
@@ -91,8 +84,9 @@ def check_component_config(doc: dict[str, Any], kind: str, file: str, warnings: 
     unknown = [loc for loc in _document_order(doc) if loc in extra]
     wrong = [err for err in errors if err["type"] != "extra_forbidden"]
     if wrong:
-        raise ConfigError(_type_message(wrong[0], kind), file=file, document=kind, field=_path(tuple(wrong[0]["loc"])))
-    fields = ", ".join(f'unknown field "{_path(loc)}"' for loc in unknown)
+        raise ConfigError(_type_message(wrong[0], kind), file=file, document=kind,
+                          field=field_path(tuple(wrong[0]["loc"])))
+    fields = ", ".join(f'unknown field "{field_path(loc)}"' for loc in unknown)
     warnings.append(f"error unmarshaling configuration {gvk(api, kind)}: strict decoding error: {fields}")
     kept = copy.deepcopy(doc)
     for loc in unknown:

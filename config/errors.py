@@ -17,3 +17,11 @@ class ConfigError(Exception):
         where = ": ".join(p for p in (self.file, self.document, self.field) if p)
         text = f"{where}: {self.message}" if where else self.message
         return " ".join(text.split())  # always one line
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as the field path messages name: ``spec.nodes[3].role``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

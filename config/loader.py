@@ -21,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from kubeboot.config import constants as c
-from kubeboot.config.errors import ConfigError
+from kubeboot.config.errors import ConfigError, field_path
 from kubeboot.config.models import ClusterConfiguration, InitConfiguration
 from kubeboot.config.resolved import InitConfig
 from kubeboot.config.validation import validate_init_config
@@ -34,13 +34,6 @@ KNOWN_KINDS = {
 }
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _pydantic_error(err: ValidationError, file: str, kind: str) -> ConfigError:
     first = err.errors()[0]
     msg = str(first["msg"]).removeprefix("Value error, ")
@@ -48,7 +41,7 @@ def _pydantic_error(err: ValidationError, file: str, kind: str) -> ConfigError:
         msg = "unknown field"
     elif isinstance(first.get("input"), str | int | float | bool) and str(first.get("input")) not in msg:
         msg = f"{msg} (got {first.get('input')!r})"
-    return ConfigError(msg, file=file, document=kind, field=_field_path(tuple(first["loc"])))
+    return ConfigError(msg, file=file, document=kind, field=field_path(tuple(first["loc"])))
 
 
 def _read_documents(path: Path) -> list[dict[str, Any]]:
