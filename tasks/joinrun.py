@@ -13,30 +13,17 @@ only, not for the whole join: the rest of control-plane joins run side by side.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubeboot.config.join import JoinConfig, build_join_config
+from kubeboot.config.join import JoinConfig
 from kubeboot.tasks.fsutil import NodeFS
 from kubeboot.tasks.phases.context import ControlContext, PhaseContext, SecretsHandle
 from kubeboot.tasks.phases.joincontext import JoinNodeContext, config_for
 
 if TYPE_CHECKING:
     from kubeboot.tasks.runtime import WorkerRuntime
-
-_CACHE: OrderedDict[str, JoinConfig] = OrderedDict()  # a run's JoinConfiguration never changes
-_CACHE_SIZE = 16
-
-
-def join_config(rt: WorkerRuntime, run_id: str) -> JoinConfig:
-    if run_id not in _CACHE:
-        _CACHE[run_id] = build_join_config(rt.store.run_config(run_id), f"run {run_id}")
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return _CACHE[run_id]
-
 
 class RedisTurn:
     """``joincontext.Turn`` over the cluster's control-plane join lock, held by the join run."""
@@ -69,7 +56,7 @@ class RedisTurn:
 def join_context(rt: WorkerRuntime, run_id: str, node: str, target: str, *, out: Callable[[str], None],
                  secrets: SecretsHandle, scratch: dict[str, Any], root: Path | None = None) -> PhaseContext:
     """``root``: the node root (a dry run's temporary one), default the worker's."""
-    join = join_config(rt, run_id)
+    join = rt.join_config(run_id)
     dry = rt.dry_run(run_id)
     if dry:
         join = dry_run_discovery(rt, run_id, join, out)

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kubeboot.config.settings import Settings
 
 if TYPE_CHECKING:
     import redis
 
+    from kubeboot.config.join import JoinConfig
     from kubeboot.config.resolved import InitConfig
     from kubeboot.tasks.kubelet import KubeletDriver
     from kubeboot.tasks.state import RunStore
@@ -34,6 +36,18 @@ ENV_KUBELET = "KUBEBOOT_WORKER_KUBELET"
 ENV_ADDRESS = "KUBEBOOT_WORKER_ADDRESS"
 ENV_QUEUES = "KUBEBOOT_WORKER_QUEUES"
 _SCRATCH_RUNS = 8  # scratch spaces kept per process; more only costs recomputation
+_RUNS_CACHED = 256  # configs and routes kept per process: a long-lived worker serves thousands of runs
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _cached(cache: OrderedDict[K, V], key: K, limit: int, load: Callable[[], V]) -> V:
+    """``cache[key]``, loaded on first use; past ``limit`` entries the oldest goes (a miss only costs a load)."""
+    if key not in cache:
+        cache[key] = load()
+        while len(cache) > limit:
+            cache.popitem(last=False)
+    return cache[key]
 
 
 @dataclass
@@ -50,8 +64,9 @@ class WorkerRuntime:
     # The queues this worker consumes: a task whose token sends it elsewhere is refused (tasks.trust.guard).
     queues: tuple[str, ...] = ()
     _scratch: OrderedDict[tuple[str, str], dict[str, Any]] = field(default_factory=OrderedDict)
-    _configs: dict[str, InitConfig] = field(default_factory=dict)
-    _routes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _configs: OrderedDict[str, InitConfig] = field(default_factory=OrderedDict)
+    _join_configs: OrderedDict[str, JoinConfig] = field(default_factory=OrderedDict)
+    _routes: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
 
     def export(self) -> None:
         os.environ.update({ENV_ROLE: self.role, ENV_NODE_ID: self.node_id, ENV_ROOT: str(self.root),
@@ -110,23 +125,25 @@ class WorkerRuntime:
 
     def config(self, run_id: str) -> InitConfig:
         """The run's config (decrypted from the run state), cached: a run's config never changes."""
-        if run_id not in self._configs:
-            from kubeboot.config.loader import build_init_config
+        from kubeboot.config.loader import build_init_config
 
-            docs = self.store.run_config(run_id)
-            self._configs[run_id] = build_init_config(docs, f"run {run_id}", fill_node_defaults=False)
-        return self._configs[run_id]
+        return _cached(self._configs, run_id, _RUNS_CACHED, lambda: build_init_config(
+            self.store.run_config(run_id), f"run {run_id}", fill_node_defaults=False))
+
+    def join_config(self, run_id: str) -> JoinConfig:
+        """A join run's JoinConfiguration (decrypted from the run state), cached like ``config``."""
+        from kubeboot.config.join import build_join_config
+
+        return _cached(self._join_configs, run_id, _RUNS_CACHED,
+                       lambda: build_join_config(self.store.run_config(run_id), f"run {run_id}"))
 
     # --- dry runs (tasks.dryrun) ---------------------------------------------------------------------
     def route(self, run_id: str) -> dict[str, Any]:
         """The run's route (``RunRecord.route``, from its verified metadata), cached: it never changes."""
-        if run_id not in self._routes:
-            import json
+        import json
 
-            if len(self._routes) > 256:
-                self._routes.clear()
-            self._routes[run_id] = json.loads(self.store.meta(run_id).get("route") or "{}")
-        return self._routes[run_id]
+        return _cached(self._routes, run_id, _RUNS_CACHED,
+                       lambda: dict(json.loads(self.store.meta(run_id).get("route") or "{}")))
 
     def dry_run(self, run_id: str) -> bool:
         return bool(self.route(run_id).get("dryRun"))
@@ -148,12 +165,7 @@ class WorkerRuntime:
 
     def scratch(self, run_id: str, node: str) -> dict[str, Any]:
         """Per-(run, node) scratch shared by the phases this process runs (e.g. keys made ahead)."""
-        key = (run_id, node)
-        if key not in self._scratch:
-            self._scratch[key] = {}
-            while len(self._scratch) > _SCRATCH_RUNS:
-                self._scratch.popitem(last=False)
-        return self._scratch[key]
+        return _cached(self._scratch, (run_id, node), _SCRATCH_RUNS, dict)
 
     @cached_property
     def kubelet(self) -> KubeletDriver | None:
