@@ -164,6 +164,10 @@ def dry_batch(count: int, pool: int, tmp: Path) -> dict[str, float]:
         if svc.store.run_status(batch_id) != "succeeded":
             raise RuntimeError(f"batch {batch_id} failed: {svc.store.get_run(batch_id)}")
         after = int(svc.redis.info("memory")["used_memory"])
+        print(f"  batch of {count} ended in {elapsed:.1f} s: {count / elapsed * 60:.1f} clusters/min, worker CPU "
+              f"{cpu / count * 1000:.0f} ms and Redis CPU {redis_cpu / count * 1000:.0f} ms per cluster, "
+              f"{calls / count:.0f} Redis commands per cluster, Redis memory +{(after - before) / count / 1024:.1f} "
+              "KiB per cluster", flush=True)
         one = f"{batch_id}.b1"
         per_cluster_keys = sum(memory_of(svc.redis, r) for r in (one, f"{one}.b1-cp1", f"{one}.b1-w1"))
         t0 = time.perf_counter()
