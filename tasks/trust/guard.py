@@ -1,9 +1,10 @@
 """What a worker checks before it acts on a task, and how a refusal is recorded.
 
 ``authorize`` (called by ``tasks.phasetask`` before anything else, even before the phase is claimed):
-the token verifies with the pinned control key and has not expired; it names this task, run and node,
-and one of this worker's own queues (a node worker: ``node.<its id>``); the run's metadata verifies
-and agrees with it (cluster, config digest, the workflow of the task, the (node, phase) in the plan);
+the token is well formed; the run's metadata verifies; the token's signature verifies with the pinned
+control key for this task, run and node and the run's cluster and config digest (``tasks.trust.tokens``),
+and it has not expired; it sends the task to one of this worker's own queues (a node worker:
+``node.<its id>``); the run's metadata agrees (the workflow of the task, the (node, phase) in the plan);
 on a node worker, it is not older than the newest dispatch the node ran (``tasks.trust.journal``).
 
 A refused task is not run and not retried: it is logged, added to the ``kubeboot:refused`` stream and
@@ -24,7 +25,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kubeboot.tasks.state.keys import PREFIX
+from kubeboot.tasks.state.keys import PREFIX, check_name
+from kubeboot.tasks.state.transitions import NoSuchRunError
 from kubeboot.tasks.trust.journal import Journal
 from kubeboot.tasks.trust.tokens import Refused, TaskToken
 
@@ -41,16 +43,21 @@ def authorize(rt: WorkerRuntime, *, task: str, run_id: str, node: str, path: str
     key = rt.store.keys.verify_key
     if key is None:
         raise Refused("this worker has no pinned control key to verify tasks with")
-    token = TaskToken.verify(auth, key, now=time.time())
-    if (token.task, token.run, token.node) != (task, run_id, node):
-        raise Refused(f"its token authorises {token.task} of run {token.run} on node {token.node or '-'}, not this "
-                      "task")
+    # Garbage costs no Redis read; the run id is checked before it names a key (it is not authenticated yet).
+    TaskToken.parse(auth, task=task, run=run_id, node=node, cluster="", digest="")
+    if not (isinstance(run_id, str) and isinstance(node, str)):
+        raise Refused("its arguments are not a run id and a node name")
+    try:
+        meta = rt.store.meta(check_name("run id", run_id))
+    except ValueError as e:
+        raise Refused(str(e)) from None
+    except NoSuchRunError:
+        raise Refused(f"there is no run {run_id}") from None
+    token = TaskToken.verify(auth, key, now=time.time(), task=task, run=run_id, node=node,
+                             cluster=meta.get("cluster", ""), digest=meta.get("spec_digest", ""))
     if token.queue not in rt.queues:
         raise Refused(f"its token sends it to {token.queue}, which this worker ({', '.join(rt.queues)}) does not "
                       "serve")
-    meta = rt.store.meta(run_id)
-    if (meta.get("cluster"), meta.get("spec_digest")) != (token.cluster, token.digest):
-        raise Refused(f"its token names cluster {token.cluster} and another config than run {run_id} has")
     workflow = task.split(".")[1] if task.count(".") >= 2 else ""
     if path and meta.get("kind") != workflow:
         raise Refused(f"run {run_id} is a run of kind {meta.get('kind')}, not {workflow}")

@@ -3,19 +3,25 @@
 **Task tokens.** Every phase task (and a run's finish task) is sent with a keyword argument ``auth``,
 a token the control side (the submitter, or the control worker when it starts child runs, resumes or
 re-sends) signs with its Ed25519 key; node workers hold the public key only. Tokens are not secret:
-Flower shows them. Format: ``kb1.<base64url JSON>.<base64url signature>``, the JSON::
+Flower shows them. The signature covers these claims, as canonical JSON (sorted keys, no spaces)::
 
     {"run": "r-1a2b3c4d", "cluster": "demo", "node": "cp1", "queue": "node.cp1",
      "task": "kubeboot.init.certs.ca", "digest": "<the run's spec digest>", "iat": 1764600000.123,
      "exp": 1764603600.123}
 
+but the token carries only what its message does not say: ``kb2:<queue>:<iat>:<exp>:<base64url
+signature>`` (~140 characters). The task, run and node are the message's own (its task name and
+arguments), the cluster and config digest the run's verified metadata: the worker rebuilds the claims
+from them and verifies the signature over those, so a token made for another task, run, node, cluster
+or config does not verify. (Carrying the claims too, as ``kb1`` tokens did, tripled the token, and every
+message carries the tokens of all the links after it: that cost a measurable share of each hop.)
+
 ``iat`` is Redis's clock when the chain was signed (one clock for every signer), ``exp`` = ``iat`` +
-``KUBEBOOT_TASK_TTL``. A worker runs a task only if its token verifies and names this task, run and
-node, one of the worker's own queues, the run's cluster and config digest (from the run's verified
-metadata), and has not expired (``SKEW`` allowed). What Celery's own message signing
-(``task_serializer='auth'``) would add is covered here, and it would not fit: Celery signs each message
-as it is sent, so a node worker forwarding a chain's next link would have to hold a signing key, and
-nothing in it says which node a message is for or until when.
+``KUBEBOOT_TASK_TTL``. A worker runs a task only if its token verifies for this task, run, node, the
+run's cluster and config digest and one of the worker's own queues, and has not expired (``SKEW``
+allowed). What Celery's own message signing (``task_serializer='auth'``) would add is covered here, and
+it would not fit: Celery signs each message as it is sent, so a node worker forwarding a chain's next
+link would have to hold a signing key, and nothing in it says which node a message is for or until when.
 
 **Run metadata.** The fields of a run's record that decide what runs where (``META_FIELDS``: kind,
 cluster, spec digest, plan, nodes, route, lock, parent, batch ...) are signed when the run is created;
@@ -31,6 +37,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +45,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-PREFIX = "kb1"
+PREFIX = "kb1"  # run metadata signatures (stored in run records)
+TOKEN_PREFIX = "kb2"  # task tokens
 SKEW = 60.0  # seconds of clock difference between signer and worker tolerated on expiry
 META_FIELDS = ("id", "kind", "cluster", "spec_digest", "created", "nodes", "plan", "route", "lock", "parent",
                "batch", "dry_run")
@@ -60,29 +68,45 @@ class TaskToken:
     iat: float
     exp: float
 
-    def sign(self, key: Ed25519PrivateKey) -> str:
+    def body(self) -> bytes:
+        """The canonical bytes the signature covers."""
         # vars(), not dataclasses.asdict: the same flat dict without asdict's deep copy (a chain signs dozens)
-        body = json.dumps(vars(self), separators=(",", ":"), sort_keys=True).encode()
-        return f"{PREFIX}.{_enc(body)}.{_enc(key.sign(body))}"
+        return json.dumps(vars(self), separators=(",", ":"), sort_keys=True).encode()
+
+    def sign(self, key: Ed25519PrivateKey) -> str:
+        if ":" in self.queue:
+            raise ValueError(f"a queue name holds no ':': {self.queue!r}")
+        return f"{TOKEN_PREFIX}:{self.queue}:{self.iat!r}:{self.exp!r}:{_enc(key.sign(self.body()))}"
 
     @classmethod
-    def verify(cls, text: str, key: Ed25519PublicKey, *, now: float) -> TaskToken:
-        """The token's claims if its signature holds and it has not expired, else ``Refused``."""
-        parts = text.split(".") if isinstance(text, str) else []
-        if len(parts) != 3 or parts[0] != PREFIX:
-            raise Refused("no valid authorisation token (kb1.<claims>.<signature>)")
+    def verify(cls, text: str, key: Ed25519PublicKey, *, now: float, task: str, run: str, node: str,
+               cluster: str, digest: str) -> TaskToken:
+        """The token of ``task`` of ``run`` on ``node`` (``cluster`` and ``digest``: the run's verified
+        metadata) if its signature holds for exactly these and it has not expired, else ``Refused``."""
+        token, signature = cls.parse(text, task=task, run=run, node=node, cluster=cluster, digest=digest)
         try:
-            body, signature = _dec(parts[1]), _dec(parts[2])
-            key.verify(signature, body)
-        except (InvalidSignature, ValueError, binascii.Error):
-            raise Refused("the authorisation token's signature does not verify with the pinned control key") from None
-        try:
-            token = cls(**json.loads(body))
-        except (TypeError, ValueError):
-            raise Refused("the authorisation token's claims are malformed") from None
+            key.verify(signature, token.body())
+        except InvalidSignature:
+            raise Refused(f"its token does not verify with the pinned control key for {task} of run {run} on node "
+                          f"{node or '-'} (cluster {cluster}, its config): not this task's token, or forged"
+                          ) from None
         if now > token.exp + SKEW:
             raise Refused(f"the authorisation token expired {now - token.exp:.0f}s ago (KUBEBOOT_TASK_TTL)")
         return token
+
+    @classmethod
+    def parse(cls, text: str, **claims: str) -> tuple[TaskToken, bytes]:
+        """The claims (the ones the token carries, the rest from ``claims``) and the signature, unverified."""
+        parts = text.split(":") if isinstance(text, str) else []
+        try:
+            if len(parts) != 5 or parts[0] != TOKEN_PREFIX or not parts[1]:
+                raise ValueError(text)
+            iat, exp, signature = float(parts[2]), float(parts[3]), _dec(parts[4])
+            if not (math.isfinite(iat) and math.isfinite(exp)):
+                raise ValueError(text)
+        except (ValueError, binascii.Error):
+            raise Refused(f"no valid authorisation token ({TOKEN_PREFIX}:<queue>:<iat>:<exp>:<signature>)") from None
+        return cls(queue=parts[1], iat=iat, exp=exp, **claims), signature
 
 
 def meta_bytes(fields: Mapping[str, Any]) -> bytes:

@@ -22,33 +22,51 @@ CLAIMS = {"run": "r-1", "cluster": "c1", "node": "cp1", "queue": "node.cp1", "ta
           "digest": "d" * 64, "iat": 1000.0, "exp": 4600.0}
 
 
-def test_a_token_verifies_with_the_control_public_key_and_gives_back_its_claims() -> None:
+# What the worker knows of a task without the token: its message (task, run, node), its run's metadata.
+EXPECTED = {k: CLAIMS[k] for k in ("task", "run", "node", "cluster", "digest")}
+
+
+def test_a_token_verifies_with_the_control_public_key_for_the_task_its_message_names() -> None:
     text = TaskToken(**CLAIMS).sign(KEYS.signing)  # type: ignore[arg-type]
-    assert TaskToken.verify(text, KEYS.public.verify, now=2000.0) == TaskToken(**CLAIMS)  # type: ignore[arg-type]
+    assert text.startswith("kb2:node.cp1:1000.0:4600.0:") and len(text) < 120  # it carries no claim twice
+    assert TaskToken.verify(text, KEYS.public.verify, now=2000.0, **EXPECTED) == TaskToken(**CLAIMS)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda t: t.replace(t.split(".")[1], t.split(".")[1][:-2] + "AA"), "does not verify"),
+    (lambda t: t.replace(":4600.0:", ":9600.0:"), "does not verify"),
+    (lambda t: t.replace("node.cp1", "node.cp2"), "does not verify"),
     (lambda t: TaskToken(**CLAIMS).sign(ControlKeys(bytes(32)).signing), "does not verify"),  # type: ignore[arg-type]
-    (lambda t: "kb1.e30", "no valid authorisation token"),
+    (lambda t: "kb1.e30.AAAA", "no valid authorisation token"),
+    (lambda t: t.replace(":1000.0:", ":nan:"), "no valid authorisation token"),
     (lambda t: "", "no valid authorisation token"),
-], ids=["claims edited", "signed with another key", "no signature", "nothing"])
+], ids=["expiry edited", "queue edited", "signed with another key", "old format", "not a time", "nothing"])
 def test_a_token_that_was_changed_or_not_signed_by_the_control_side_is_refused(change, message: str) -> None:
     with pytest.raises(Refused, match=message):
-        TaskToken.verify(change(TaskToken(**CLAIMS).sign(KEYS.signing)), KEYS.public.verify, now=2000.0)  # type: ignore[arg-type]
+        TaskToken.verify(change(TaskToken(**CLAIMS).sign(KEYS.signing)), KEYS.public.verify, now=2000.0,  # type: ignore[arg-type]
+                         **EXPECTED)
+
+
+@pytest.mark.parametrize("claim", ["task", "run", "node", "cluster", "digest"])
+def test_a_token_does_not_verify_for_another_task_run_node_cluster_or_config(claim: str) -> None:
+    text = TaskToken(**CLAIMS).sign(KEYS.signing)  # type: ignore[arg-type]
+    with pytest.raises(Refused, match="not this task's token, or forged"):
+        TaskToken.verify(text, KEYS.public.verify, now=2000.0, **{**EXPECTED, claim: "other"})  # type: ignore[arg-type]
 
 
 def test_a_token_expires_after_its_exp_plus_the_allowed_skew() -> None:
     text = TaskToken(**CLAIMS).sign(KEYS.signing)  # type: ignore[arg-type]
-    TaskToken.verify(text, KEYS.public.verify, now=4600.0 + SKEW)
+    TaskToken.verify(text, KEYS.public.verify, now=4600.0 + SKEW, **EXPECTED)  # type: ignore[arg-type]
     with pytest.raises(Refused, match="expired"):
-        TaskToken.verify(text, KEYS.public.verify, now=4600.0 + SKEW + 1)
+        TaskToken.verify(text, KEYS.public.verify, now=4600.0 + SKEW + 1, **EXPECTED)  # type: ignore[arg-type]
 
 
 def test_the_tokens_of_one_chain_share_their_signing_time_and_expiry() -> None:
     sign = Signer(KEYS.signing, run="r-1", cluster="c1", digest="d", iat=10.0, ttl=3600)
-    a = TaskToken.verify(sign("kubeboot.init.certs.ca", "cp1", "node.cp1"), KEYS.public.verify, now=11)
-    b = TaskToken.verify(sign("kubeboot.run.finish", "", "control"), KEYS.public.verify, now=11)
+    run = {"run": "r-1", "cluster": "c1", "digest": "d"}
+    a = TaskToken.verify(sign("kubeboot.init.certs.ca", "cp1", "node.cp1"), KEYS.public.verify, now=11,
+                         task="kubeboot.init.certs.ca", node="cp1", **run)
+    b = TaskToken.verify(sign("kubeboot.run.finish", "", "control"), KEYS.public.verify, now=11,
+                         task="kubeboot.run.finish", node="", **run)
     assert (a.iat, a.exp) == (b.iat, b.exp) == (10.0, 3610.0)
 
 
