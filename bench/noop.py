@@ -20,4 +20,8 @@ def done(run_id: str) -> None:
     """Last link: tell the benchmark the chain ended."""
     from kubeboot.tasks import runtime
 
-    runtime.current().redis.set(DONE_KEY.format(run_id), "1", ex=600)
+    key = DONE_KEY.format(run_id)
+    with runtime.current().redis.pipeline() as pipe:  # the benchmark waits on the list with BLPOP
+        pipe.rpush(key, "1")
+        pipe.expire(key, 600)
+        pipe.execute()
