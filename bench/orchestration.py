@@ -7,6 +7,10 @@ hide the overhead) run three ways, interleaved in one benchmark run:
 
     added cost per phase = (celery - local) / hops        bare hop = bare / hops
 
+Round by round, too (a round's three runs are seconds apart and share the host's load, which on a busy
+host moves far more between rounds): the median of (added cost per phase - bare hop), the engine's own
+cost per phase, and the median of the rounds' ratios.
+
 A celery or bare run ends when its last task's own write wakes this process (the run record's change,
 a keyspace event; the done task's list): no polling, which would keep a process and Redis busy on the
 host whose workers are measured.
@@ -197,14 +201,24 @@ def ratio(m: Measured) -> tuple[float, float, float]:
     return added, hop, added / hop
 
 
+def paired(m: Measured) -> tuple[float, float]:
+    """Round by round (the three runs of a round are seconds apart, so they share the host's load):
+    the median of (added cost per phase - bare hop), and the median of the rounds' ratios."""
+    rounds = list(zip(m["local"], m["celery"], m["bare"], strict=True))
+    beyond = statistics.median((ce - lo - ba) / m["hops"] for lo, ce, ba in rounds)
+    return beyond, statistics.median((ce - lo) / ba for lo, ce, ba in rounds)
+
+
 def report(m: Measured, runs: int) -> None:
     added, hop, r = ratio(m)
+    beyond, per_round = paired(m)
     print(f"hops per run (phase tasks + finish): {m['hops']}; medians of {len(m['local'])} interleaved rounds")
     for label, times in (("local (in process)", m["local"]), ("celery (submit init)", m["celery"]),
                          ("bare chain of no-ops", m["bare"])):
         print(f"  {label:23s} {statistics.median(times) * 1000:8.1f} ms")
     print(f"  added cost per phase    {added * 1000:8.2f} ms   bare hop {hop * 1000:.2f} ms   "
           f"ratio {r:.2f} (target <= 1.3)")
+    print(f"  round by round          {beyond * 1000:8.2f} ms per phase beyond a bare hop, ratio {per_round:.2f}")
     for name, (rss, pss) in m["idle"].items():
         after = m["after"][name]
         print(f"  {name} worker RSS / PSS: idle {rss / 1024:.1f} / {pss / 1024:.1f} MiB, after {runs} runs "
@@ -238,8 +252,10 @@ def compare(ref: str, rounds: int, alternations: int) -> int:
         merged: Measured = {**ms[0], "local": [t for m in ms for t in m["local"]],
                             "celery": [t for m in ms for t in m["celery"]], "bare": [t for m in ms for t in m["bare"]]}
         added, hop, r = ratio(merged)
+        beyond, per_round = paired(merged)
         print(f"  {side:6s} added cost per phase {added * 1000:6.2f} ms   bare hop {hop * 1000:5.2f} ms   "
               f"ratio {r:.2f}   (per alternation: {', '.join(f'{ratio(m)[2]:.2f}' for m in ms)})")
+        print(f"         round by round: {beyond * 1000:5.2f} ms per phase beyond a bare hop, ratio {per_round:.2f}")
     return 0
 
 
