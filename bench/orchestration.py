@@ -4,8 +4,14 @@ hide the overhead) run three ways, interleaved in one benchmark run:
   local   the same phases in this process (``kubeboot init phase all``)
   celery  ``submit init`` through real workers (embedded Redis, a node and a control worker)
   bare    a Celery chain of no-op tasks of the same length, on the same queues and workers
+  busy    the same chain whose tasks burn, each, the CPU time of an average phase of this round's local
+          run, beside the same burns in this process: what running a phase's work in a worker costs
+          any engine on this host (a worker's process competes for the cores with the broker and the
+          worker's own main process, and starts each task with cold caches)
 
     added cost per phase = (celery - local) / hops        bare hop = bare / hops
+    work floor = (busy chain - busy in process) / hops: the added cost per phase of an engine that added
+                 nothing to a bare hop; its ratio to the bare hop is the floor of the ratio on this host
 
 Round by round, too (a round's three runs are seconds apart and share the host's load, which on a busy
 host moves far more between rounds): the median of (added cost per phase - bare hop), the engine's own
@@ -52,6 +58,7 @@ class Measured(TypedDict):
     local: list[float]  # seconds per run, one per round
     celery: list[float]
     bare: list[float]
+    floor: list[float]  # work floor per phase, one per round
     idle: dict[str, tuple[int, int]]  # worker -> (RSS, PSS) KiB
     after: dict[str, tuple[int, int]]
     engine: str  # where kubeboot.tasks was imported from
@@ -127,6 +134,28 @@ class Bench(Workers):
             raise RuntimeError(f"bare chain {run_id} did not end within {DEADLINE:.0f}s")
         return time.perf_counter() - start
 
+    def busy(self, hops: int, seconds: float) -> float:
+        """The work floor per phase (module docstring): ``hops - 1`` burns of ``seconds`` each in a chain,
+        less the same burns here."""
+        from celery import chain
+
+        from bench.noop import DONE_KEY, burn
+
+        self.seq += 1
+        run_id = f"busy-{self.seq}"
+        sigs = [self.app.signature("kubeboot.bench.busy", args=(run_id, NODE, seconds), immutable=True,
+                                   queue=f"node.{NODE}") for _ in range(hops - 1)]
+        sigs.append(self.app.signature("kubeboot.bench.done", args=(run_id,), immutable=True, queue="control"))
+        start = time.perf_counter()
+        chain(*sigs).apply_async()
+        if not self.svc.redis.blpop([DONE_KEY.format(run_id)], timeout=DEADLINE):
+            raise RuntimeError(f"busy chain {run_id} did not end within {DEADLINE:.0f}s")
+        in_chain = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(hops - 1):
+            burn(seconds)
+        return (in_chain - (time.perf_counter() - start)) / hops
+
     def _ended(self, run_id: str) -> str:
         """How the run ended, woken by Redis when the run's record changes (keyspace events of hash
         commands, on this benchmark's own Redis): a handful of wake-ups per run. (Polling, or reading the
@@ -180,17 +209,19 @@ def measure(rounds: int, runs: int) -> Measured:
             celery: list[float] = []
             bare: list[float] = []
             hops = 0
+            floor: list[float] = []
             for _ in range(rounds):
                 local.append(bench.local())
                 t, hops = bench.celery()
                 celery.append(t)
                 bare.append(bench.bare(hops))
+                floor.append(bench.busy(hops, local[-1] / (hops - 1)))
             for _ in range(max(0, runs - rounds - 1)):
                 bench.celery()
             after = {name: _memory_kib(p.pid) for name, p in bench.procs.items()}
         finally:
             bench.stop()
-    return {"hops": hops, "local": local, "celery": celery, "bare": bare, "idle": idle, "after": after,
+    return {"hops": hops, "local": local, "celery": celery, "bare": bare, "floor": floor, "idle": idle, "after": after,
             "engine": str(Path(kubeboot.tasks.__path__[0]).resolve())}
 
 
@@ -219,6 +250,8 @@ def report(m: Measured, runs: int) -> None:
     print(f"  added cost per phase    {added * 1000:8.2f} ms   bare hop {hop * 1000:.2f} ms   "
           f"ratio {r:.2f} (target <= 1.3)")
     print(f"  round by round          {beyond * 1000:8.2f} ms per phase beyond a bare hop, ratio {per_round:.2f}")
+    floor = statistics.median(m["floor"])
+    print(f"  work floor per phase    {floor * 1000:8.2f} ms   ratio {floor / hop:.2f} (any engine, on this host)")
     for name, (rss, pss) in m["idle"].items():
         after = m["after"][name]
         print(f"  {name} worker RSS / PSS: idle {rss / 1024:.1f} / {pss / 1024:.1f} MiB, after {runs} runs "
@@ -249,13 +282,15 @@ def compare(ref: str, rounds: int, alternations: int) -> int:
                 print(f"  {side:6s} #{i + 1}: ratio {ratio(m)[2]:.2f}", flush=True)
     print(f"{ref} (before) beside this tree (after): {alternations} alternations of {rounds} rounds each")
     for side, ms in sides.items():
-        merged: Measured = {**ms[0], "local": [t for m in ms for t in m["local"]],
-                            "celery": [t for m in ms for t in m["celery"]], "bare": [t for m in ms for t in m["bare"]]}
+        merged: Measured = {**ms[0], **{k: [t for m in ms for t in m[k]]  # type: ignore[typeddict-item]
+                                        for k in ("local", "celery", "bare", "floor")}}
         added, hop, r = ratio(merged)
         beyond, per_round = paired(merged)
         print(f"  {side:6s} added cost per phase {added * 1000:6.2f} ms   bare hop {hop * 1000:5.2f} ms   "
               f"ratio {r:.2f}   (per alternation: {', '.join(f'{ratio(m)[2]:.2f}' for m in ms)})")
-        print(f"         round by round: {beyond * 1000:5.2f} ms per phase beyond a bare hop, ratio {per_round:.2f}")
+        floor = statistics.median(merged["floor"])
+        print(f"         round by round: {beyond * 1000:5.2f} ms per phase beyond a bare hop, ratio {per_round:.2f}; "
+              f"work floor {floor * 1000:.2f} ms, ratio {floor / hop:.2f}")
     return 0
 
 
