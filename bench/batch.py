@@ -40,6 +40,7 @@ TOKEN, KEY = "abcdef.0123456789abcdef", "ab" * 32
 
 
 ALGORITHM = {"value": "RSA-2048"}  # kubeadm's default; --algorithm ECDSA-P256 shows the orchestration alone
+BATCH_CONCURRENCY = {"value": 16}  # clusters in flight at once in the dry-run batch
 
 
 def cluster_doc(name: str) -> dict[str, Any]:
@@ -153,7 +154,8 @@ def dry_batch(count: int, pool: int, tmp: Path) -> dict[str, float]:
         redis0 = cpu_seconds([redis_pid]) if redis_pid else 0.0
         calls0 = int(svc.redis.info("stats")["total_commands_processed"])
         start = time.perf_counter()
-        submitted = cli("submit", "batch", "-f", str(doc), "--dry-run", "--concurrency", "16", "-o", "json")
+        bound = str(BATCH_CONCURRENCY["value"])
+        submitted = cli("submit", "batch", "-f", str(doc), "--dry-run", "--concurrency", bound, "-o", "json")
         batch_id = json.loads(submitted.stdout)["batch"]["id"]
         while svc.store.run_status(batch_id) not in ("succeeded", "failed"):
             time.sleep(0.2)
@@ -258,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     dry.add_argument("--clusters", type=int, default=1000)
     dry.add_argument("--pool", default="1", help="control worker pool sizes to measure, e.g. 1,2")
     dry.add_argument("--sample", type=int, default=100, help="clusters of the in-process baseline")
+    dry.add_argument("--concurrency", type=int, default=16, help="the dry-run batch's concurrency")
     dry.add_argument("--algorithm", default="RSA-2048", choices=["RSA-2048", "ECDSA-P256"],
                      help="the clusters' encryptionAlgorithm (kubeadm's default: RSA-2048)")
     sbx = parts.add_parser("sandbox")
@@ -266,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.part == "dry":
         ALGORITHM["value"] = args.algorithm
+        BATCH_CONCURRENCY["value"] = args.concurrency
         run_dry(args.clusters, [int(p) for p in args.pool.split(",")], args.sample)
     else:
         run_sandbox(args.clusters, args.concurrency)
