@@ -77,13 +77,13 @@ class EtcdClient:
                                          retries=False, num_pools=8)
 
     def _post(self, path: str, body: dict[str, Any], endpoints: list[str] | None = None) -> dict[str, Any]:
-        last = ""
+        tried: list[str] = []
         for endpoint in endpoints or self.endpoints:
             try:
                 resp = self._http.request("POST", f"{endpoint.rstrip('/')}{path}", body=json.dumps(body).encode(),
                                           headers={"Content-Type": "application/json"})
             except (urllib3.exceptions.HTTPError, OSError) as e:
-                last = f"{endpoint}: {getattr(e, 'reason', None) or e}"
+                tried.append(f"{endpoint}: {getattr(e, 'reason', None) or e}")
                 continue
             try:
                 data = json.loads(resp.data or b"{}")
@@ -93,10 +93,10 @@ class EtcdClient:
                 return data if isinstance(data, dict) else {}
             message = str(data.get("message") or data.get("error") or f"HTTP {resp.status} from {endpoint}")
             if NOT_FOR_LEARNER in message:  # a learner answers almost nothing: ask a voting member
-                last = f"{endpoint}: {message}"
+                tried.append(f"{endpoint}: {message}")
                 continue
             raise EtcdError(message)
-        raise EtcdUnavailable(f"no etcd endpoint answered: {last}")
+        raise EtcdUnavailable(f"no etcd endpoint answered: {'; '.join(tried)}")
 
     def members(self) -> list[Member]:
         return [Member.from_json(m) for m in self._post("/v3/cluster/member/list", {}).get("members") or []]

@@ -109,9 +109,12 @@ class GarbageCollector(Controller):
         return out
 
     def snapshot(self) -> list[tuple[Kind, dict[str, Any]]]:
-        namespaces = [str(n["metadata"]["name"]) for n in request(self.api, "GET", KINDS[0].path()).get("items") or []]
-        objects: list[tuple[Kind, dict[str, Any]]] = []
-        for kind in KINDS:
+        # Namespaces first (KINDS[0]): collected like any kind, and the list the namespaced kinds fall
+        # back to; read once per pass.
+        listed = list(request(self.api, "GET", KINDS[0].path()).get("items") or [])
+        namespaces = [str(n["metadata"]["name"]) for n in listed]
+        objects: list[tuple[Kind, dict[str, Any]]] = [(KINDS[0], n) for n in listed]
+        for kind in KINDS[1:]:
             if kind.kind in self.unserved:
                 continue
             try:
