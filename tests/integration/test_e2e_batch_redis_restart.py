@@ -15,12 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-# Known broken: it passed at 1c5b9d1 and fails after the later worker changes (signed node tasks, leaner
-# per-task authorisation; the cause is not found yet). A node worker whose ack fails while Redis is down
-# ("Couldn't ack ..., reason: network:ConnectionError") stops consuming once Redis is back: its consumer
-# never reconnects while its presence beat goes on, so that cluster's init never finishes. Tracked in the
-# open clusters-and-batches issue; run with -m known_broken.
-pytestmark = [pytest.mark.integration, pytest.mark.known_broken]
+pytestmark = pytest.mark.integration
 
 CLUSTERS = ("sb1", "sb2")
 DEADLINE = 600.0  # bounds of the waits on a busy shared machine, never assertions
