@@ -8,8 +8,9 @@ remote control notices the outage through its broadcast subscription and restart
 clears the count; a node worker has no remote control (``workers.celery_app``), so it would sit idle
 for good while its heartbeat thread, which has a Redis client of its own, goes on beating.
 
-Here every request notes an ack or reject that did not reach the broker, and a timer of the consumer's
-event loop (every ``CHECK_EVERY`` s) raises a connection error inside the loop when one did: Celery's own
+Here every request notes the message whose ack or reject it asked for, and a timer of the consumer's
+event loop (every ``CHECK_EVERY`` s) raises a connection error inside the loop when one such message is
+still not acknowledged two looks later: Celery's own
 recovery takes over as for any lost connection ("Connection to broker lost", the unacknowledged messages
 restored to their queues, a new connection and a fresh prefetch count). The restored message is
 delivered again; the run state makes that copy of a phase a duplicate like any redelivery
@@ -19,7 +20,6 @@ delivered again; the run state makes that copy of a phase a duplicate like any r
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Final
 
 from celery import bootsteps
@@ -27,24 +27,26 @@ from celery.worker.request import Request
 
 log = logging.getLogger("kubeboot.worker")
 
-CHECK_EVERY: Final = 1.0  # seconds between looks at the flag; a lost ack is rare, a look costs nothing
-_lost = threading.Event()
+CHECK_EVERY: Final = 1.0  # seconds between looks; a lost ack is rare, a look costs a dict walk
+# Messages whose ack or reject Celery asked for, by id, with the look it was asked before. Celery runs
+# the ack itself soon after (``call_soon``: the loop's next turn, before its timers); a message still not
+# acknowledged two looks later has lost its ack. Main thread only: requests and timers both run there.
+_asked: dict[int, tuple[Any, int]] = {}
+_looks = [0]
 
 
 class WatchedRequest(Request):  # type: ignore[misc]
-    """Celery's request, noting an ack or reject whose message the broker did not take."""
+    """Celery's request, noting each message whose ack or reject it asked for."""
 
     def acknowledge(self) -> None:
-        pending = not self.acknowledged
+        if not self.acknowledged:
+            _asked[id(self._message)] = (self._message, _looks[0])
         super().acknowledge()
-        if pending and not self._message.acknowledged:
-            _lost.set()
 
     def reject(self, requeue: bool = False) -> None:
-        pending = not self.acknowledged
+        if not self.acknowledged:
+            _asked[id(self._message)] = (self._message, _looks[0])
         super().reject(requeue=requeue)
-        if pending and not self._message.acknowledged:
-            _lost.set()
 
 
 class LostAckWatch(bootsteps.StartStopStep):  # type: ignore[misc]
@@ -64,7 +66,7 @@ class LostAckWatch(bootsteps.StartStopStep):  # type: ignore[misc]
             if task.Request is not WatchedRequest:
                 task.Request = WatchedRequest
                 c.strategies[name] = task.start_strategy(c.app, c)
-        _lost.clear()  # a new connection: what was lost with the old one is restored by Celery
+        _asked.clear()  # a new connection: what was lost with the old one is restored by Celery
         if c.timer is not None:
             self.tref = c.timer.call_repeatedly(CHECK_EVERY, check, priority=10)
 
@@ -79,10 +81,17 @@ class LostAckWatch(bootsteps.StartStopStep):  # type: ignore[misc]
 def check() -> None:
     """In the consumer's event loop: a connection error (which the loop propagates to Celery's
     reconnect) when an ack or reject was lost."""
-    if _lost.is_set():
-        _lost.clear()
-        log.warning("[worker] an acknowledgement did not reach the broker: reconnecting, so that the "
-                    "message is restored and this worker takes new ones")
+    _looks[0] += 1
+    lost = []
+    for key, (message, look) in list(_asked.items()):
+        if message.acknowledged:
+            del _asked[key]
+        elif _looks[0] - look >= 2:
+            lost.append(message.delivery_tag)
+            del _asked[key]
+    if lost:
+        log.warning("[worker] an acknowledgement did not reach the broker (%s): reconnecting, so that the "
+                    "message is restored and this worker takes new ones", ", ".join(map(str, lost)))
         raise ConnectionError("an acknowledgement was lost with the broker connection")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from kubeboot.workers.consumer_watch import CHECK_EVERY
 from kubeboot.workers.redis_server import find_redis_server
 
 pytestmark = pytest.mark.integration
@@ -121,6 +122,11 @@ def test_a_worker_whose_ack_was_lost_takes_the_next_task(
         setup: tuple[Redis, Path, subprocess.Popen[bytes], Path]) -> None:
     server, marks, worker, log = setup
     text = lambda: log.read_text(errors="replace")  # noqa: E731
+    for n in range(5):  # acks that reach Redis are never taken for lost ones
+        send(server.url, f"ok{n}")
+    wait_for("the first tasks", lambda: all((marks / f"ok{n}.done").exists() for n in range(5)), text, worker)
+    time.sleep(3 * CHECK_EVERY)  # the watch looks a few times
+    assert "did not reach the broker" not in text() and "Connection to broker lost" not in text()
     send(server.url, "first", wait_for="go")
     wait_for("the first task to start", (marks / "first.started").exists, text, worker)
     server.stop()  # Redis goes away while the task runs ...
@@ -129,5 +135,5 @@ def test_a_worker_whose_ack_was_lost_takes_the_next_task(
     server.start()
     send(server.url, "second")
     wait_for("the second task to run", (marks / "second.done").exists, text, worker)
-    assert "an acknowledgement did not reach the broker: reconnecting" in text()
+    assert "an acknowledgement did not reach the broker" in text()
     assert worker.poll() is None
