@@ -153,6 +153,7 @@ def dry_batch(count: int, pool: int, tmp: Path) -> dict[str, float]:
         cpu0 = cpu_seconds(tree(worker.pid))
         redis0 = cpu_seconds([redis_pid]) if redis_pid else 0.0
         calls0 = int(svc.redis.info("stats")["total_commands_processed"])
+        stats0 = command_calls(svc.redis)
         start = time.perf_counter()
         bound = str(BATCH_CONCURRENCY["value"])
         submitted = cli("submit", "batch", "-f", str(doc), "--dry-run", "--concurrency", bound, "-o", "json")
@@ -163,6 +164,8 @@ def dry_batch(count: int, pool: int, tmp: Path) -> dict[str, float]:
         cpu = cpu_seconds(tree(worker.pid)) - cpu0
         redis_cpu = (cpu_seconds([redis_pid]) if redis_pid else 0.0) - redis0
         calls = int(svc.redis.info("stats")["total_commands_processed"]) - calls0
+        stats = command_calls(svc.redis)
+        top = sorted(((n - stats0.get(cmd, 0), cmd) for cmd, n in stats.items()), reverse=True)[:10]
         if svc.store.run_status(batch_id) != "succeeded":
             raise RuntimeError(f"batch {batch_id} failed: {svc.store.get_run(batch_id)}")
         after = int(svc.redis.info("memory")["used_memory"])
@@ -170,6 +173,8 @@ def dry_batch(count: int, pool: int, tmp: Path) -> dict[str, float]:
               f"{cpu / count * 1000:.0f} ms and Redis CPU {redis_cpu / count * 1000:.0f} ms per cluster, "
               f"{calls / count:.0f} Redis commands per cluster, Redis memory +{(after - before) / count / 1024:.1f} "
               "KiB per cluster", flush=True)
+        print("  Redis commands per cluster, most called: "
+              + ", ".join(f"{cmd} {n / count:.0f}" for n, cmd in top if n > 0), flush=True)
         one = f"{batch_id}.b1"
         per_cluster_keys = sum(memory_of(svc.redis, r) for r in (one, f"{one}.b1-cp1", f"{one}.b1-w1"))
         t0 = time.perf_counter()
@@ -188,6 +193,11 @@ def dry_batch(count: int, pool: int, tmp: Path) -> dict[str, float]:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(60)
         EmbeddedRedis(svc.settings.state_dir).stop()
+
+
+def command_calls(client: Any) -> dict[str, int]:
+    """Calls per Redis command so far (``INFO commandstats``: ``cmdstat_lpush`` -> ``lpush``)."""
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in client.info("commandstats").items()}
 
 
 def run_dry(count: int, pools: list[int], sample: int) -> None:
