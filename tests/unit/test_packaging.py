@@ -59,4 +59,4 @@ def test_celery_finds_the_app_by_its_installed_name(tmp_path: Path) -> None:
     done = subprocess.run([exe, "-A", "kubeboot.workers.celery_app", "report"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    assert "kubeboot" in done.stdout
+    assert "task_default_queue: 'control'" in done.stdout  # kubeboot's app, not Celery's default
