@@ -39,6 +39,7 @@ import yaml
 from cryptography import x509
 
 from kubeboot.config import constants as c
+from kubeboot.tasks import goyaml
 from kubeboot.tasks import kubeconfig as kc
 from kubeboot.tasks.pki import ca_cert_hash
 
@@ -127,7 +128,7 @@ def cluster_of(kubeconfig_text: str, what: str) -> tuple[str, bytes]:
     """(server, CA PEM) of the kubeconfig's current cluster, else its only/first cluster
     (kubeconfigutil.GetClusterFromKubeConfig)."""
     try:
-        doc = yaml.safe_load(kubeconfig_text)
+        doc = goyaml.load(kubeconfig_text)
     except yaml.YAMLError as e:
         raise DiscoveryError(f"couldn't parse the kubeconfig file in the {what}: {e}") from None
     clusters = (doc or {}).get("clusters") if isinstance(doc, dict) else None

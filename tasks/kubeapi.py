@@ -27,8 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-import yaml
-
+from kubeboot.tasks import goyaml
 from kubeboot.tasks.errors import PermanentError, TemporaryError
 from kubeboot.tasks.fsutil import load_cert_chain_pem
 from kubeboot.tasks.retry import api_call_policy
@@ -136,7 +135,7 @@ def api_client(kubeconfig: bytes) -> k8s.ApiClient:
     dry = dryrun.current()
     if dry is not None:
         return cast("k8s.ApiClient", dry.client())
-    doc = yaml.safe_load(kubeconfig)
+    doc = goyaml.load(kubeconfig)
     if not isinstance(doc, dict):
         raise PermanentError("kubeconfig: not a YAML mapping")
     context = _named(doc, "contexts", str(doc.get("current-context") or ""), "context")

@@ -191,7 +191,7 @@ def _decode(section: dict[str, Any], key: str) -> bytes:
 def parse(text: str) -> Kubeconfig:
     """Load a kubeconfig as clientcmd.LoadFromFile + kubeadm's current-context lookups do."""
     try:
-        doc = yaml.safe_load(text)
+        doc = goyaml.load(text)
     except yaml.YAMLError as e:
         raise KubeconfigError(f"not YAML: {e}") from None
     if not isinstance(doc, dict):

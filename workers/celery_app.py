@@ -120,8 +120,9 @@ def make_app(redis_url: str, settings: Settings, extra_queues: list[str] | None 
     from kubeboot.workflows import parent_tasks  # registers the cluster and batch tasks
 
     parent_tasks.connect(app)
-    from kubeboot.workers import consumer_watch, heartbeat, task_allowlist
+    from kubeboot.workers import consumer_watch, heartbeat, kombu_clients, task_allowlist
 
+    kombu_clients.install()
     heartbeat.connect()
     if role in ("node", "control"):
         task_allowlist.install(app, role)

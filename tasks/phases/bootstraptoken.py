@@ -20,11 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-import yaml
-
 from kubeboot.config import constants as c
 from kubeboot.config.resolved import InitConfig
-from kubeboot.tasks import kubeapi, tokens
+from kubeboot.tasks import goyaml, kubeapi, tokens
 from kubeboot.tasks import kubeconfig as kcfg
 from kubeboot.tasks.phases.context import ControlContext, PermanentError
 from kubeboot.tasks.phases.uploadconfig import (
@@ -100,7 +98,7 @@ def rbac_steps(cfg: InitConfig) -> list[RbacStep]:
 
 def admin_ca_pem(admin_conf: bytes) -> bytes:
     """The CA of admin.conf's current cluster (the control worker has no node files)."""
-    doc = yaml.safe_load(admin_conf) or {}
+    doc = goyaml.load(admin_conf) or {}
     context = next((x.get("context") or {} for x in doc.get("contexts") or []
                     if x.get("name") == doc.get("current-context")), {})
     cluster = next((x.get("cluster") or {} for x in doc.get("clusters") or []

@@ -20,14 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kubeboot.config import constants as c
 from kubeboot.config.duration import format_duration
 from kubeboot.config.models import ClusterConfiguration, dump
 from kubeboot.config.resolved import InitConfig
 from kubeboot.tasks import discovery as disc
-from kubeboot.tasks import kubeapi
+from kubeboot.tasks import goyaml, kubeapi
 from kubeboot.tasks.errors import PermanentError, TemporaryError
 from kubeboot.tasks.phases.joincontext import (
     CLUSTER,
@@ -123,7 +121,7 @@ def _cluster_configuration(text: str) -> ClusterConfiguration:
 
     from kubeboot.config.v1beta3 import convert_document
 
-    doc = yaml.safe_load(text) or {}
+    doc = goyaml.load(text) or {}
     if doc.get("apiVersion") == c.V1BETA3:
         doc = convert_document(doc, "kubeadm-config")
     try:
@@ -141,7 +139,7 @@ def fetch_cluster(ctx: JoinNodeContext, info: disc.ClusterInfo) -> dict[str, Any
     kubeadm_cm = read_configmap(api, c.NAMESPACE_SYSTEM, c.KUBEADM_CONFIG_CONFIGMAP)
     cluster = _cluster_configuration(str((kubeadm_cm.get("data") or {}).get(c.CLUSTER_CONFIGURATION_KEY) or ""))
     kubelet_cm = read_configmap(api, c.NAMESPACE_SYSTEM, c.KUBELET_CONFIG_CONFIGMAP)
-    kubelet = yaml.safe_load(str((kubelet_cm.get("data") or {}).get(c.KUBELET_CONFIG_KEY) or "")) or {}
+    kubelet = goyaml.load(str((kubelet_cm.get("data") or {}).get(c.KUBELET_CONFIG_KEY) or "")) or {}
     return {"ClusterConfiguration": dump(cluster), "kubelet": kubelet}
 
 

@@ -32,7 +32,7 @@ from kubeboot.config import constants as c
 from kubeboot.config.models import Arg
 from kubeboot.config.resolved import InitConfig
 from kubeboot.tasks import etcdclient as ec
-from kubeboot.tasks import kubeapi
+from kubeboot.tasks import goyaml, kubeapi
 from kubeboot.tasks import manifests as m
 from kubeboot.tasks.errors import PermanentError, TemporaryError
 from kubeboot.tasks.phases.etcd import SCRATCH_PATCHES, etcd_pod, peer_url
@@ -145,7 +145,7 @@ def existing_initial_cluster(ctx: JoinNodeContext) -> str | None:
     if not text:
         return None
     try:
-        command = yaml.safe_load(text)["spec"]["containers"][0]["command"]
+        command = goyaml.load(text)["spec"]["containers"][0]["command"]
     except (yaml.YAMLError, KeyError, IndexError, TypeError):
         return None
     if "--initial-cluster-state=existing" not in command:

@@ -23,14 +23,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-import yaml
 from cryptography import x509
 
 from kubeboot.config import constants as c
 from kubeboot.config.duration import format_duration
 from kubeboot.config.resolved import InitConfig
 from kubeboot.tasks import discovery as disc
-from kubeboot.tasks import kubeapi, kubeletconfig, pki
+from kubeboot.tasks import goyaml, kubeapi, kubeletconfig, pki
 from kubeboot.tasks import kubeconfig as kc
 from kubeboot.tasks.errors import PermanentError, TemporaryError
 from kubeboot.tasks.nodemarker import marker_record, write_node_marker
@@ -63,7 +62,7 @@ def kubelet_client_ready(ctx: JoinNodeContext, ca_pem: bytes) -> bool:
         return False
     try:
         parsed = kc.parse(text)
-        doc = yaml.safe_load(text)
+        doc = goyaml.load(text)
         user = next((u.get("user") or {} for u in doc.get("users") or [] if u.get("name") == parsed.user_name), {})
         cert_pem = parsed.client_cert_data or ctx.fs.read_bytes(str(user.get("client-certificate") or "")) or b""
         key_pem = parsed.client_key_data or ctx.fs.read_bytes(str(user.get("client-key") or "")) or b""

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from kubeboot.config import constants as c
+from kubeboot.tasks import goyaml
 from kubeboot.tasks import kubeconfig as kc
 from kubeboot.tasks.errors import PermanentError
 from kubeboot.tasks.manifests import arg_value
@@ -44,7 +45,7 @@ def client_pem_path(ctx: NodeContext) -> str:
 
 def _load(text: str) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(text)
+        doc = goyaml.load(text)
     except yaml.YAMLError as e:
         raise PermanentError(f'could not load "{KUBELET_CONF_PATH}": {e}') from None
     if not isinstance(doc, dict):

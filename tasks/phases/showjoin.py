@@ -16,10 +16,8 @@ from __future__ import annotations
 
 from typing import Final
 
-import yaml
-
 from kubeboot.config import constants as c
-from kubeboot.tasks import pki, tokens
+from kubeboot.tasks import goyaml, pki, tokens
 from kubeboot.tasks.phases.bootstraptoken import admin_ca_pem
 from kubeboot.tasks.phases.context import ControlContext, PermanentError
 
@@ -81,7 +79,7 @@ and service account keys on each node and then running the following as root:
 
 
 def admin_server(admin_conf: bytes) -> str:
-    doc = yaml.safe_load(admin_conf) or {}
+    doc = goyaml.load(admin_conf) or {}
     context = next((x.get("context") or {} for x in doc.get("contexts") or []
                     if x.get("name") == doc.get("current-context")), {})
     cluster = next((x.get("cluster") or {} for x in doc.get("clusters") or []

@@ -33,7 +33,7 @@ import yaml
 
 from kubeboot.config import constants as c
 from kubeboot.config.duration import format_duration
-from kubeboot.tasks import health, kubeapi
+from kubeboot.tasks import goyaml, health, kubeapi
 from kubeboot.tasks.errors import PermanentError, TemporaryError
 from kubeboot.tasks.phases.context import NodeContext
 
@@ -91,7 +91,7 @@ def _target(ctx: NodeContext, name: str, scheme: str, host: str, port: str, path
 
 def kubelet_target(ctx: NodeContext) -> Target | None:
     """The kubelet's health endpoint from the node's KubeletConfiguration; None when healthzPort is 0."""
-    doc: Any = yaml.safe_load(ctx.fs.read_text(c.KUBELET_CONFIG_FILE) or "{}") or {}
+    doc: Any = goyaml.load(ctx.fs.read_text(c.KUBELET_CONFIG_FILE) or "{}") or {}
     if not isinstance(doc, dict):
         doc = {}
     port = doc.get("healthzPort", c.KUBELET_HEALTHZ_PORT)
@@ -136,7 +136,7 @@ def control_plane_targets(ctx: NodeContext) -> list[Target]:
         try:
             if text is None:
                 raise ValueError(f'failed to read manifest for "{path}": no such file or directory')
-            addr, port = command_values(yaml.safe_load(text), name, (addr_flag, "secure-port"))
+            addr, port = command_values(goyaml.load(text), name, (addr_flag, "secure-port"))
         except (ValueError, yaml.YAMLError, AttributeError) as e:
             errors.append(str(e))
             continue
