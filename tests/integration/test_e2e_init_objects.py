@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,7 @@ NODE = "sb1-cp1"
 RBAC = "rbac.authorization.k8s.io"
 TOKEN_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 KS, KP = "kube-system", "kube-public"
+DEADLINE = 120.0  # bound of a wait on a controller of the sandbox, never an assertion
 
 
 @dataclass
@@ -294,6 +296,18 @@ def _anonymous_cluster_info(cluster: Initialised, ca_file: str | None) -> client
         return client.CoreV1Api(api).read_namespaced_config_map("cluster-info", KP)
 
 
+def _signed_cluster_info(cluster: Initialised, token_id: str) -> client.V1ConfigMap:
+    """cluster-info once the bootstrap signer has signed it for ``token_id``. The signer is a controller
+    (it runs once the controller-manager is leader): ``kubeadm init`` does not wait for it, and
+    ``kubeadm join``'s discovery retries until the signature is there; so does this (bounded wait)."""
+    end = time.monotonic() + DEADLINE
+    while True:
+        found = _anonymous_cluster_info(cluster, None)
+        if f"jws-kubeconfig-{token_id}" in (found.data or {}) or time.monotonic() > end:
+            return found
+        time.sleep(0.2)
+
+
 def _ca_hash(cert: x509.Certificate) -> str:
     spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return "sha256:" + hashlib.sha256(spki).hexdigest()
@@ -303,7 +317,7 @@ def test_discovery_with_the_printed_token_and_ca_hash_succeeds_as_kubeadm_join_c
     cluster: Initialised, tmp_path: Path
 ) -> None:
     token_id, token_secret = cluster.join.token.split(".")
-    insecure = _anonymous_cluster_info(cluster, None)  # 1. anonymous, TLS not yet trusted
+    insecure = _signed_cluster_info(cluster, token_id)  # 1. anonymous, TLS not yet trusted
     kubeconfig = insecure.data["kubeconfig"]
     signature = insecure.data[f"jws-kubeconfig-{token_id}"]  # 2. the token's JWS ...
     header = json.loads(base64.urlsafe_b64decode(signature.split(".")[0] + "=="))
@@ -328,7 +342,7 @@ def test_the_cluster_info_jws_fails_for_a_wrong_secret_and_is_missing_for_the_up
     cluster: Initialised
 ) -> None:
     token_id, token_secret = cluster.join.token.split(".")
-    data = _anonymous_cluster_info(cluster, None).data
+    data = _signed_cluster_info(cluster, token_id).data
     wrong_secret = token_secret[::-1] if token_secret[::-1] != token_secret else "0" * 16
     assert data[f"jws-kubeconfig-{token_id}"] != _detached_jws(data["kubeconfig"], token_id, wrong_secret)
     assert data[f"jws-kubeconfig-{token_id}"] != _detached_jws(data["kubeconfig"], token_id, cluster.join.token)
