@@ -882,6 +882,27 @@ def stop_sandbox(box: SandboxCluster) -> None:
     box.close()
 
 
+def start_worker(work: Path, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``kubeboot worker <args>`` in a process group of its own, its output in ``<work>/<name>.log``."""
+    with (work / f"{name}.log").open("wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "kubeboot.workers.cli", "worker", *args], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill_groups(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL each process's whole group (a worker and its pool children) and reap it."""
+    import os
+
+    for proc in procs:
+        os.killpg(proc.pid, 9)
+        proc.wait(30)
+
+
+def tail_logs(work: Path) -> str:
+    """The last lines of every ``*.log`` in ``work``, for an assertion's message."""
+    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in work.glob("*.log"))
+
+
 @pytest.fixture(scope="session")
 def e2e() -> Any:
     """The sandbox helpers above for test modules (a conftest is not importable under importlib mode)."""
@@ -891,5 +912,6 @@ def e2e() -> Any:
         SandboxCluster=SandboxCluster, JoinCommand=JoinCommand, stop_sandbox=stop_sandbox,
         kubeadm_inventory=kubeadm_inventory, SPEC_INVENTORY=SPEC_INVENTORY,
         UPLOAD_CERTS_OBJECTS=UPLOAD_CERTS_OBJECTS, KUBE_PROXY_OBJECTS=KUBE_PROXY_OBJECTS,
-        DEADLINE=SANDBOX_DEADLINE,
+        DEADLINE=SANDBOX_DEADLINE, free_port_on=free_port_on, start_worker=start_worker,
+        kill_groups=kill_groups, tail_logs=tail_logs,
     )

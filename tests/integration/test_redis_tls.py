@@ -41,12 +41,6 @@ DEADLINE = 90.0  # bound of every wait; never an assertion
 V4 = "kubeadm.k8s.io/v1beta4"
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
@@ -127,7 +121,7 @@ class TLSTerminator:
 
 
 @pytest.fixture(scope="module")
-def tls_deployment() -> Iterator[dict[str, Any]]:
+def tls_deployment(e2e: Any) -> Iterator[dict[str, Any]]:
     from kubeboot.config.settings import Settings
     from kubeboot.tasks.trust.keyring import provision_node
     from kubeboot.workers.redis_server import find_redis_server
@@ -142,7 +136,7 @@ def tls_deployment() -> Iterator[dict[str, Any]]:
         files[f"{name}.key"] = work / f"{name}.key"
         files[f"{name}.key"].write_bytes(_pem_key(key))
         files[f"{name}.key"].chmod(0o600)
-    backend = _port()
+    backend = e2e.free_port_on("127.0.0.1")
     server = subprocess.Popen([str(find_redis_server()), "--port", str(backend), "--bind", "127.0.0.1",
                                "--save", "", "--appendonly", "no", "--dir", str(work)],
                               stdout=(work / "redis.log").open("wb"), stderr=subprocess.STDOUT)
@@ -165,22 +159,15 @@ def tls_deployment() -> Iterator[dict[str, Any]]:
                 time.sleep(0.02)
         for name, args in (("node", ["node", "--id", "cp1", "--root", str(work / "root")]),
                            ("control", ["control", "--concurrency", "1"])):
-            log = (work / f"{name}.log").open("wb")
-            procs.append(subprocess.Popen([sys.executable, "-m", "kubeboot.workers.cli", "worker", *args],
-                                          env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        yield {"dir": work, "url": url, "env": env, "files": files, "terminator": terminator, "backend": backend}
+            procs.append(e2e.start_worker(work, name, args, env))
+        yield {"dir": work, "url": url, "env": env, "files": files, "terminator": terminator, "backend": backend,
+               "logs": lambda: e2e.tail_logs(work)}
     finally:
-        for proc in procs:
-            os.killpg(proc.pid, 9)
-            proc.wait(30)
+        e2e.kill_groups(procs)
         terminator.close()
         server.kill()
         server.wait(30)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _logs(work: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in work.glob("*.log"))
 
 
 def test_a_run_goes_through_when_every_connection_is_tls_with_a_client_certificate(tls_deployment) -> None:
@@ -197,7 +184,7 @@ def test_a_run_goes_through_when_every_connection_is_tls_with_a_client_certifica
                            "--skip-phases", ",".join(AFTER_LOCAL), "--wait", "--timeout", f"{DEADLINE:.0f}s",
                            "-o", "json"], env=tls_deployment["env"], capture_output=True, text=True,
                           timeout=DEADLINE + 30, check=False)
-    assert done.returncode == 0, done.stderr + _logs(work)
+    assert done.returncode == 0, done.stderr + tls_deployment["logs"]()
     assert json.loads(done.stdout)["run"]["status"] == "succeeded"
     assert (work / "root/etc/kubernetes/pki/ca.crt").is_file()
     # The workers, the submitter and their event channels all came through the terminator.

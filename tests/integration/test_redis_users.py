@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,20 +26,15 @@ DEADLINE = 90.0  # bound of every wait; never an assertion
 V4 = "kubeadm.k8s.io/v1beta4"
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def deployment() -> Iterator[dict[str, Any]]:
+def deployment(e2e: Any) -> Iterator[dict[str, Any]]:
     from kubeboot.config.settings import Settings
     from kubeboot.tasks.trust.keyring import provision_node
     from kubeboot.workers.redis_server import find_redis_server
 
     work = Path(tempfile.mkdtemp(prefix="kb-acl-"))
-    port, users = _port(), {"control": "pw-control-1", "flower": "pw-flower-1", "node-cp1": "pw-node-cp1"}
+    port = e2e.free_port_on("127.0.0.1")
+    users = {"control": "pw-control-1", "flower": "pw-flower-1", "node-cp1": "pw-node-cp1"}
     (work / "users.acl").write_text(acl_text([("control", "control", users["control"], ""),
                                               ("flower", "flower", users["flower"], ""),
                                               ("node-cp1", "node", users["node-cp1"], "cp1")]))
@@ -62,22 +56,13 @@ def deployment() -> Iterator[dict[str, Any]]:
                 time.sleep(0.02)
         for name, user, args in (("node", "node-cp1", ["node", "--id", "cp1", "--root", str(work / "root")]),
                                  ("control", "control", ["control", "--concurrency", "1"])):
-            log = (work / f"{name}.log").open("wb")
-            procs.append(subprocess.Popen([sys.executable, "-m", "kubeboot.workers.cli", "worker", *args],
-                                          env={**env, "KUBEBOOT_REDIS_URL": urls[user]}, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True))
-        yield {"dir": work, "urls": urls, "env": env}
+            procs.append(e2e.start_worker(work, name, args, {**env, "KUBEBOOT_REDIS_URL": urls[user]}))
+        yield {"dir": work, "urls": urls, "env": env, "logs": lambda: e2e.tail_logs(work)}
     finally:
-        for proc in procs:
-            os.killpg(proc.pid, 9)
-            proc.wait(30)
+        e2e.kill_groups(procs)
         server.kill()
         server.wait(30)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def logs(work: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in work.glob("*.log"))
 
 
 def test_a_run_goes_through_with_a_node_user_and_the_control_user(deployment) -> None:
@@ -94,7 +79,7 @@ def test_a_run_goes_through_with_a_node_user_and_the_control_user(deployment) ->
     done = subprocess.run([sys.executable, "-m", "kubeboot.workers.cli", "submit", "init", "--config", str(config),
                            "--skip-phases", ",".join(AFTER_LOCAL), "--wait", "--timeout", f"{DEADLINE:.0f}s",
                            "-o", "json"], env=env, capture_output=True, text=True, timeout=DEADLINE + 30, check=False)
-    assert done.returncode == 0, done.stderr + logs(work)
+    assert done.returncode == 0, done.stderr + deployment["logs"]()
     assert json.loads(done.stdout)["run"]["status"] == "succeeded"
     assert (work / "root/etc/kubernetes/pki/ca.crt").is_file()
     assert "NOPERM" not in (work / "node.log").read_text()
