@@ -53,14 +53,14 @@ def services() -> Services:
 
 def positive_duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     """A click callback: seconds, or a Go duration (``90s``, ``10m``, ``1h30m``)."""
-    from kubeboot.config.duration import parse_duration
+    from kubeboot.config.duration import parse_seconds
 
     if value is None:
         return None
     try:
-        seconds = float(value) if value.replace(".", "", 1).isdigit() else parse_duration(value)
+        seconds = parse_seconds(value)
     except ValueError:
         seconds = 0.0
-    if not seconds > 0:
+    if not 0 < seconds < float("inf"):
         raise click.BadParameter(f"{value!r} is not a positive duration (e.g. 90s, 10m, 1h30m)")
     return seconds

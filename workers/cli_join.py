@@ -253,13 +253,13 @@ def _submit_added_node(p: dict[str, Any]) -> None:
 def _timeout(text: str | None) -> float | None:
     if not text:
         return None
-    from kubeboot.config.duration import parse_duration
+    from kubeboot.config.duration import parse_seconds
 
     try:
-        seconds = parse_duration(text) if not text.isdigit() else float(text)
+        seconds = parse_seconds(text)
     except ValueError as e:
         fail(f"--timeout: {e}", BAD_INPUT)
-    if seconds <= 0:
+    if not 0 < seconds < float("inf"):
         fail(f"--timeout: {text!r} must be a positive duration", BAD_INPUT)
     return seconds
 

@@ -11,28 +11,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from kubeboot.workers.cli_common import BAD_INPUT, FAILED, OUTPUTS, fail, services, split_csv
+from kubeboot.workers.cli_common import BAD_INPUT, FAILED, OUTPUTS, fail, positive_duration, services, split_csv
 
 if TYPE_CHECKING:
     from kubeboot.workers.services import Services
 
 
-def _timeout(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    """``--timeout``: seconds, or a Go duration (``90s``, ``10m``, ``1h30m``)."""
-    from kubeboot.config.duration import parse_duration
-
-    if value is None:
-        return None
-    try:
-        seconds = float(value) if value.replace(".", "", 1).isdigit() else parse_duration(value)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise click.BadParameter(f"{value!r} is not a positive duration (e.g. 90s, 10m, 1h30m)")
-    return seconds
-
-
-TIMEOUT = click.option("--timeout", callback=_timeout, metavar="DURATION",
+TIMEOUT = click.option("--timeout", callback=positive_duration, metavar="DURATION",
                        help="With --wait/--watch: stop following after DURATION (90s, 10m, ...); "
                             "exit 1 if the run is still going then.")
 

@@ -50,11 +50,6 @@ def is_routed_queue(name: str) -> bool:
 _WORKER_ID = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
 
-def queues_for_workers(worker_ids: list[str]) -> list[str]:
-    """Every queue a run over these node workers can produce."""
-    return [CONTROL_QUEUE, *(node_queue(w) for w in worker_ids)]
-
-
 def run_route(workers: Mapping[str, str], *, dry_run: bool = False) -> dict[str, Any]:
     """The route a run records (``RunRecord.route``): each node's queue from its worker id, and the
     control queue; a dry run sends everything to ``dry-run``."""
