@@ -12,6 +12,7 @@ to ``ssl`` (``load_cert_chain_pem``), which only reads certificate chains from f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -25,12 +26,15 @@ if TYPE_CHECKING:
 
 
 def atomic_write(path: str | Path, data: bytes | str, mode: int = 0o644, *, dir_mode: int = 0o755,
-                 durable: bool = True) -> None:
+                 durable: bool = True, exclusive: bool = False) -> None:
     """Replace ``path`` with ``data``: temp file in the same directory, fsync, chmod, rename.
 
     The temporary file is created 0600 (mkstemp), so a secret is never readable by others, not even
     for an instant; missing parent directories are created with ``dir_mode``. ``durable=False`` skips
     the fsync (still never half-written) for throw-away files: a dry run's fake API objects.
+    ``exclusive=True`` creates ``path`` only if it does not exist (a hard link, which fails on an
+    existing name, instead of the rename): of several processes creating it at once exactly one wins,
+    and the others leave the winner's file alone (read it back to use it).
     """
     target = Path(path)
     raw = data.encode() if isinstance(data, str) else data
@@ -44,7 +48,12 @@ def atomic_write(path: str | Path, data: bytes | str, mode: int = 0o644, *, dir_
             if durable:
                 os.fsync(f.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        if not exclusive:
+            os.replace(tmp, target)
+            return
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, target)
+        Path(tmp).unlink()
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

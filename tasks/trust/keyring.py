@@ -37,7 +37,6 @@ from kubeboot.tasks.trust.keys import (
     public_raw,
     read_control_public,
     read_node_key,
-    write_node_key,
 )
 
 
@@ -118,13 +117,14 @@ def ensure_node(path: Path, worker: str) -> NodeKey:
     """The node key at ``path``, created if missing; one of another worker id there is an error."""
     from kubeboot.config.errors import ConfigError
 
-    if path.exists():
-        key = read_node_key(path)
-        if key.worker != worker:
-            raise ConfigError(f"{path}: holds worker {key.worker}'s key, not {worker}'s")
-        return key
-    key = NodeKey.generate(worker)
-    write_node_key(path, key)
+    if not path.exists():
+        # Created once: the node worker and a submitter (which provisions in the embedded setup) may both
+        # get here first; a key the other overwrote would leave the pin and the worker's key apart.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(path, NodeKey.generate(worker).to_text(), 0o600, dir_mode=0o700, exclusive=True)
+    key = read_node_key(path)
+    if key.worker != worker:
+        raise ConfigError(f"{path}: holds worker {key.worker}'s key, not {worker}'s")
     return key
 
 

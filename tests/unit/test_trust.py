@@ -169,3 +169,22 @@ def test_secrets_may_come_from_files_but_not_from_both_places(tmp_path: Path) ->
     assert settings.redis_ssl() == {"ssl_cert_reqs": "required", "ssl_ca_certs": "/ca.crt"}
     with pytest.raises(ConfigError, match="go together"):
         Settings.from_env({"KUBEBOOT_REDIS_TLS_CERT_FILE": "/c.crt"})
+
+
+def _ensure_node_public(path: str) -> str:
+    from kubeboot.tasks.trust.keyring import ensure_node
+
+    return ensure_node(Path(path), "cp1").public_text()
+
+
+def test_a_node_key_made_by_several_processes_at_once_is_one_key(tmp_path: Path) -> None:
+    """The node worker and a submitter (embedded setup) may both make the key first: all get the same."""
+    import multiprocessing
+
+    path = tmp_path / "keys" / "node-cp1.key"
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(6) as pool:
+        publics = pool.map(_ensure_node_public, [str(path)] * 24)
+    assert len(set(publics)) == 1
+    assert read_node_key(path).public_text() == publics[0]
+    assert [p.name for p in path.parent.iterdir()] == ["node-cp1.key"]  # no temporary file left behind
