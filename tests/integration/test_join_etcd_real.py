@@ -12,6 +12,7 @@ The etcd image tag is pinned to 3.5 so the manifests carry the flag spellings et
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -36,10 +37,12 @@ from kubeboot.tasks.phases.joincontext import CLUSTER, CLUSTER_INFO, JoinNodeCon
 pytestmark = pytest.mark.integration
 
 V4 = "kubeadm.k8s.io/v1beta4"
-ADDRS = {"cp1": "127.0.61.1", "cp2": "127.0.61.2", "cp3": "127.0.61.3"}
+# One loopback net per xdist worker: two tests of this module may run at once, and etcd's ports are fixed.
+NET = f"127.0.{61 + int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0').removeprefix('gw') or 0)}"
+ADDRS = {"cp1": f"{NET}.1", "cp2": f"{NET}.2", "cp3": f"{NET}.3"}
 PKI = "/etc/kubernetes/pki"
 CLUSTER_DOC = {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256",
-               "clusterName": "etcdjoin", "controlPlaneEndpoint": "127.0.61.1:6443",
+               "clusterName": "etcdjoin", "controlPlaneEndpoint": f"{NET}.1:6443",
                "etcd": {"local": {"imageTag": "3.5.1-0"}}}
 DEADLINE = 60.0  # bound of every wait on etcd; a bound, never an assertion
 
