@@ -1,7 +1,7 @@
 """Authenticated encryption of the small secrets kept in Redis (tokens, certificate keys, kubeconfigs).
 
 Reads: the key from ``Settings.secret_key`` (``KUBEBOOT_SECRET_KEY``) or, for the embedded setup,
-``<state_dir>/secret.key``. Writes: that key file, once, atomically, mode 0600.
+``Settings.secret_key_file`` (``<state_dir>/secret.key``). Writes: that key file, once, atomically, mode 0600.
 
 Sealed format (stored base64-encoded, so the text fits any Redis client mode)::
 
@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import os
 import secrets
 import stat
 from pathlib import Path
@@ -25,8 +23,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from kubeboot.config import constants as c
 from kubeboot.config.settings import SECRET_KEY_BYTES, Settings, parse_secret_key
+from kubeboot.tasks.fsutil import atomic_write
 
 NONCE_BYTES = 12  # the GCM standard nonce; random nonces are safe far beyond kubeboot's volume
 
@@ -78,36 +76,21 @@ def box_from_settings(settings: Settings) -> SecretBox:
     """The configured key, else the embedded setup's key file (created on first use)."""
     key = settings.secret_key
     if key is None:
-        key = load_or_create_key(settings.state_dir)
+        key = load_or_create_key(settings)
     return SecretBox(key)
 
 
-def load_or_create_key(state_dir: Path) -> bytes:
-    """Read ``state_dir/secret.key``; create it first if absent. Safe against concurrent first runs."""
-    path = state_dir / c.SECRET_KEY_FILE
+def load_or_create_key(settings: Settings) -> bytes:
+    """Read ``settings.secret_key_file``; create it first if absent. Safe against concurrent first runs:
+    ``atomic_write(exclusive=True)`` links rather than renames, so of two processes creating the key at
+    once exactly one wins and the other reads the winner's key (a rename would let the loser overwrite
+    it, and anything already sealed with the first key would become unreadable)."""
+    path = settings.secret_key_file
     if not path.exists():
-        _create_key_file(path)
+        text = base64.b64encode(secrets.token_bytes(SECRET_KEY_BYTES)).decode("ascii") + "\n"
+        atomic_write(path, text, 0o600, dir_mode=0o700, exclusive=True)
     _refuse_loose_permissions(path)
     return parse_secret_key(path.read_text(), source=str(path))
-
-
-def _create_key_file(path: Path) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    text = base64.b64encode(secrets.token_bytes(SECRET_KEY_BYTES)).decode("ascii") + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # link() fails if the name exists: of two processes creating the key at once, exactly one
-        # wins and the other reads the winner's key (a rename would let the loser overwrite it, and
-        # anything already sealed with the first key would become unreadable).
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _refuse_loose_permissions(path: Path) -> None:

@@ -90,7 +90,7 @@ def keyring_for(settings: Settings, role: str, *, worker: str = "") -> Keyring:
     if role in ("control", "client"):
         from kubeboot.tasks.state.secrets import load_or_create_key
 
-        master = settings.secret_key or load_or_create_key(settings.state_dir)
+        master = settings.secret_key or load_or_create_key(settings)
         ring = control_keyring(master, settings.pins_dir)
         if settings.redis_url is None and ring.pins is not None:  # the embedded setup: one machine
             ring.pins.provision = lambda worker: provision_node(settings, worker)
@@ -105,7 +105,7 @@ def ensure_control(settings: Settings) -> ControlKeys:
     ``<state dir>/keys/control.pub``, what node workers pin, written."""
     from kubeboot.tasks.state.secrets import load_or_create_key
 
-    keys = ControlKeys(settings.secret_key or load_or_create_key(settings.state_dir))
+    keys = ControlKeys(settings.secret_key or load_or_create_key(settings))
     path = settings.state_dir / c.CONTROL_PUBLIC_KEY_STATE_FILE
     text = keys.public.to_text()
     if not path.exists() or path.read_text() != text:

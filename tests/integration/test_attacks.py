@@ -35,7 +35,7 @@ class Attacker:
         self.engine = engine
         self.settings = Settings(state_dir=engine.state_dir)
         self.app = make_app(engine.embedded().url, self.settings)
-        self.keys = ControlKeys(load_or_create_key(engine.state_dir))
+        self.keys = ControlKeys(load_or_create_key(self.settings))
         self.store = RunStore(engine.client(), keyring_for(self.settings, "client"))  # the control side's
 
     def token(self, run_id: str, node: str, queue: str, task: str = CERTS_CA, **claims: Any) -> str:

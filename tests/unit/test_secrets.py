@@ -72,13 +72,13 @@ def test_the_repr_of_a_box_hides_the_key() -> None:
 
 def test_the_key_file_is_created_once_with_mode_0600(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    first = load_or_create_key(state)
+    first = load_or_create_key(Settings(state_dir=state))
     path = state / "secret.key"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert base64.b64decode(path.read_text()) == first
     assert len(first) == 32
-    assert load_or_create_key(state) == first
+    assert load_or_create_key(Settings(state_dir=state)) == first
     assert [p.name for p in state.iterdir()] == ["secret.key"]  # no temporary file left behind
 
 
@@ -88,7 +88,7 @@ def test_concurrent_first_runs_agree_on_one_key(tmp_path: Path) -> None:
 
     def create() -> None:
         barrier.wait()
-        keys.append(load_or_create_key(tmp_path))
+        keys.append(load_or_create_key(Settings(state_dir=tmp_path)))
 
     threads = [threading.Thread(target=create) for _ in range(8)]
     for t in threads:
@@ -100,10 +100,10 @@ def test_concurrent_first_runs_agree_on_one_key(tmp_path: Path) -> None:
 
 
 def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
-    load_or_create_key(tmp_path)
+    load_or_create_key(Settings(state_dir=tmp_path))
     os.chmod(tmp_path / "secret.key", 0o644)
     with pytest.raises(SecretError, match="chmod 600"):
-        load_or_create_key(tmp_path)
+        load_or_create_key(Settings(state_dir=tmp_path))
 
 
 def test_a_configured_key_is_used_and_no_key_file_is_written(tmp_path: Path) -> None:
@@ -114,5 +114,5 @@ def test_a_configured_key_is_used_and_no_key_file_is_written(tmp_path: Path) -> 
 
 def test_without_a_configured_key_the_state_dir_key_is_used(tmp_path: Path) -> None:
     box = box_from_settings(Settings(state_dir=tmp_path))
-    key = load_or_create_key(tmp_path)
+    key = load_or_create_key(Settings(state_dir=tmp_path))
     assert SecretBox(key).decrypt(box.encrypt(TOKEN, aad=AAD), aad=AAD) == TOKEN
