@@ -16,9 +16,14 @@ time per cluster, as etcd admits one learner at a time):
    exists is moved aside, so the new member starts empty;
 3. writes ``etcd.yaml`` with the full ``--initial-cluster`` and ``--initial-cluster-state=existing``
    (kept as written when a previous attempt wrote it, so a retry does not restart a running member);
+   with the RootlessControlPlane gate the data directory and etcd's keys are chowned to kubeadm-etcd
+   and the Pod runs as that user first (``tasks.rootless``, kubeadm's prepareAndWriteEtcdStaticPod);
 4. promotes the learner once it has caught up ("can only promote a learner member which is in sync
    with leader" is a retry, bounded by ``timeouts.etcdAPICall``);
 5. waits until every member answers its status (kubeadm: 8 x 5 s), then gives the turn back.
+
+A dry run adds no member: like kubeadm it writes ``etcd.yaml`` into the dry-run root as a first member
+would have it (no member list to name) and only announces the rest.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from kubeboot.config import constants as c
 from kubeboot.config.models import Arg
 from kubeboot.config.resolved import InitConfig
 from kubeboot.tasks import etcdclient as ec
-from kubeboot.tasks import goyaml, kubeapi
+from kubeboot.tasks import goyaml, kubeapi, rootless
 from kubeboot.tasks import manifests as m
 from kubeboot.tasks.errors import PermanentError, TemporaryError
 from kubeboot.tasks.phases.etcd import SCRATCH_PATCHES, etcd_pod, peer_url
@@ -153,14 +158,17 @@ def existing_initial_cluster(ctx: JoinNodeContext) -> str | None:
     return next((a.split("=", 1)[1] for a in command if a.startswith("--initial-cluster=")), None)
 
 
-def write_manifest(ctx: JoinNodeContext, cfg: InitConfig, cluster: str) -> None:
-    """etcd.yaml for joining; the line is printed when the file is written (not again by a retry)."""
+def write_manifest(ctx: JoinNodeContext, cfg: InitConfig, cluster: str | None) -> bool:
+    """etcd.yaml for joining (``cluster`` None: a dry run's, without members); True when written.
+    RootlessControlPlane applies before the patches, as in kubeadm's prepareAndWriteEtcdStaticPod:
+    users and groups, owners of the data directory and keys, the Pod's security contexts."""
     pod = etcd_pod(cfg)
-    box = pod["spec"]["containers"][0]
-    box["command"] = joined_command(box["command"], cluster, cfg.cluster.local_etcd.extraArgs)
+    if cluster is not None:
+        box = pod["spec"]["containers"][0]
+        box["command"] = joined_command(box["command"], cluster, cfg.cluster.local_etcd.extraArgs)
+    pod = rootless.apply(ctx.fs, cfg, c.ETCD, pod, lambda line: ctx.log(PHASE, line))
     announced = ctx.scratch.setdefault(SCRATCH_PATCHES, set())
-    if m.write_static_pod(ctx.fs, c.ETCD, m.finish_pod(c.ETCD, pod, cfg.patches_dir, ctx.out, announced)):
-        ctx.log(PHASE, f'Creating static Pod manifest for "{c.ETCD}"')
+    return m.write_static_pod(ctx.fs, c.ETCD, m.finish_pod(c.ETCD, pod, cfg.patches_dir, ctx.out, announced))
 
 
 def _set_stale_data_aside(ctx: JoinNodeContext, cfg: InitConfig) -> None:
@@ -238,7 +246,8 @@ def join_etcd(ctx: JoinNodeContext, cfg: InitConfig) -> None:
             members = _add_learner(ctx, client, cfg, peer)
         elif not ctx.fs.exists(m.manifest_path(c.ETCD)):
             ctx.log(PHASE, f"Using the etcd member {mine.hex_id} ({peer}) an earlier attempt of this join added")
-        write_manifest(ctx, cfg, existing_initial_cluster(ctx) or initial_cluster(members, peer, cfg.node_name))
+        if write_manifest(ctx, cfg, existing_initial_cluster(ctx) or initial_cluster(members, peer, cfg.node_name)):
+            ctx.log(PHASE, f'Creating static Pod manifest for "{c.ETCD}"')  # not again by a retry
         current = next((mem for mem in client.members() if peer in mem.peer_urls), None)
         if current is None:
             raise TemporaryError(f"the etcd member {peer} is not in the member list yet", RETRY)
@@ -258,7 +267,11 @@ def run_etcd_join(ctx: JoinNodeContext) -> None:
         ctx.log("control-plane-join", "Using external etcd - no local stacked instance added")
         return
     if ctx.join.join.dryRun:
+        ctx.log("control-plane-join", f'Would ensure that "{cfg.cluster.local_etcd.dataDir}" directory is present')
         ctx.log(PHASE, f"Would add etcd member: {peer_url(cfg)}")
+        ctx.log(PHASE, f'Creating static Pod manifest for "{c.ETCD}"')
+        write_manifest(ctx, cfg, None)
+        ctx.log(PHASE, "Would wait for the new etcd member to join the cluster")
         return
     ctx.fs.mkdir(cfg.cluster.local_etcd.dataDir, mode=DATA_DIR_MODE)
     holder = ctx.turn.acquire() if ctx.turn is not None else ""
