@@ -26,6 +26,8 @@ from kubeboot.tasks.trust.tokens import Refused, TaskToken
 pytestmark = pytest.mark.integration
 CERTS_CA = "kubeboot.init.certs.ca"
 MANIFEST = "etc/kubernetes/pki/ca.crt"
+BROADCAST_WAIT = 5.0  # seconds a broadcast waits for replies: a bound (one to all waits all of it)
+SILENCE = 3.0  # seconds a broadcast to the node worker alone waits for a reply that must not come
 
 
 class Attacker:
@@ -151,17 +153,43 @@ def test_a_forged_metadata_edit_is_refused_by_node_and_control_side(engine, atta
 
 
 def test_broadcast_commands_do_not_reach_a_node_worker(engine, attacker, first_run) -> None:
-    node = engine.procs["node"]
-    hostname = f"node-cp1@{__import__('socket').gethostname()}"
-    attacker.app.control.broadcast("add_consumer", arguments={"queue": "node.cp9"}, destination=[hostname])
-    attacker.app.control.broadcast("shutdown", destination=[hostname])
-    parked = attacker.send(CERTS_CA, [first_run["id"], "cp9"], "node.cp9",
-                           auth=attacker.token(first_run["id"], "cp9", "node.cp9"))
-    # A task sent after the broadcasts is handled: the worker still runs and went on consuming its queue.
-    attacker.refusal(attacker.send(CERTS_CA, [first_run["id"], "cp1"], "node.cp1", auth=""))
-    assert node.poll() is None
-    assert engine.client().llen("node.cp9") == 1, parked  # nobody took up node.cp9
-    assert "shutdown" not in attacker.node_log().lower().replace("shutdown_", "")
+    from kubeboot.tasks.state import presence
+
+    client, control = engine.client(), attacker.app.control
+    # The names the workers beat under are their Celery node names, the ones a broadcast's destination
+    # matches; the node's is also the one its start-up line printed.
+    node_name, control_name = presence.consumer(client, "node.cp1"), presence.consumer(client, "control")
+    assert node_name is not None and node_name.startswith("node-cp1@"), node_name
+    assert control_name is not None and control_name.startswith("control@"), control_name
+    assert f"[worker] {node_name}: queue node.cp1" in attacker.node_log()
+
+    # Positive control: the same commands reach and are obeyed by a worker that keeps remote control.
+    assert control.ping(destination=[control_name], timeout=BROADCAST_WAIT) == [{control_name: {"ok": "pong"}}]
+    obeyed = control.add_consumer("node.cp8", destination=[control_name], reply=True, timeout=BROADCAST_WAIT)
+    assert obeyed == [{control_name: {"ok": "add consumer node.cp8"}}]
+    queues = control.inspect([control_name], timeout=BROADCAST_WAIT).active_queues() or {}
+    assert "node.cp8" in {q["name"] for q in queues.get(control_name, [])}
+    everyone = control.broadcast("add_consumer", arguments={"queue": "node.cp7"}, reply=True, timeout=BROADCAST_WAIT)
+    assert {name for reply in everyone for name in reply} == {control_name}  # to all: only control answers
+    for queue in ("node.cp8", "node.cp7"):
+        control.cancel_consumer(queue, destination=[control_name], reply=True, timeout=BROADCAST_WAIT)
+
+    # The node worker, by its real name and in a broadcast to all, neither answers nor obeys.
+    assert control.ping(destination=[node_name], timeout=SILENCE) == []
+    assert node_name not in {name for reply in control.ping(timeout=BROADCAST_WAIT) for name in reply}
+    assert control.add_consumer("node.cp9", destination=[node_name], reply=True, timeout=SILENCE) == []
+    control.broadcast("shutdown", destination=[node_name])
+    parked = [attacker.send(CERTS_CA, [first_run["id"], node], queue, auth=attacker.token(first_run["id"], node, queue))
+              for node, queue in (("cp9", "node.cp9"), ("cp7", "node.cp7"))]
+    # Two tasks handled one after the other after the broadcasts: the worker still runs, went on consuming
+    # its own queue, and fetched twice while the parked messages waited on the queues it was told to add.
+    for _ in range(2):
+        attacker.refusal(attacker.send(CERTS_CA, [first_run["id"], "cp1"], "node.cp1", auth=""))
+    assert engine.procs["node"].poll() is None
+    assert (client.llen("node.cp9"), client.llen("node.cp7")) == (1, 1), parked  # nobody took them up
+    log = attacker.node_log()
+    assert "Started consuming from" not in log
+    assert "shutdown" not in log.lower().replace("shutdown_", "")
 
 
 @pytest.mark.parametrize("builtin", ["celery.starmap", "celery.accumulate", "celery.backend_cleanup", "celery.chunks"])
