@@ -79,10 +79,11 @@ def method_not_allowed(resource: str = "", name: str = "", message: str = "") ->
     return ApiError(405, "MethodNotAllowed", message, _details(resource, name) if resource else {})
 
 
-def unsupported_media_type(content_type: str) -> ApiError:
+def unsupported_media_type(content_type: str, accepted: tuple[str, ...]) -> ApiError:
+    """A request body in a media type the server does not decode (apiserver's negotiation.errUnsupportedMediaType:
+    the real message names only the accepted types; the one received is added here to help whoever reads it)."""
     return ApiError(415, "UnsupportedMediaType", f'the body of the request was in an unknown format - accepted '
-                    f'media types include: application/json-patch+json, application/merge-patch+json, '
-                    f'application/strategic-merge-patch+json (got "{content_type}")')
+                    f'media types include: {", ".join(accepted)} (got "{content_type}")')
 
 
 class Raw(str):

@@ -21,7 +21,8 @@ from kubeboot.sandbox.apiserver.types import Authorizer, RequestAttributes, User
 from kubeboot.tasks import patches, smp
 
 Obj = dict[str, Any]
-APPLY_PATCH = ("application/apply-patch+yaml", "application/apply-patch+cbor")
+# Server-side apply (application/apply-patch+yaml) is not emulated: it is a 415 like any other type not listed.
+PATCH_TYPES = (patches.JSON_PATCH, patches.MERGE_PATCH, patches.STRATEGIC_PATCH)
 
 
 class Registry:
@@ -186,9 +187,8 @@ def _require_resource_version(rt: ResourceType, name: str, body: Any) -> None:
 
 
 def _decode_patch(content_type: str, raw: bytes) -> Any:
-    if content_type in APPLY_PATCH or content_type not in (patches.JSON_PATCH, patches.MERGE_PATCH,
-                                                           patches.STRATEGIC_PATCH):
-        raise errors.unsupported_media_type(content_type)
+    if content_type not in PATCH_TYPES:
+        raise errors.unsupported_media_type(content_type, PATCH_TYPES)
     try:
         patch = json.loads(raw or b"null")
     except ValueError as e:
