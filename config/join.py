@@ -113,6 +113,9 @@ class JoinConfig:
 
     join: JoinConfiguration
     source: str = "<flags>"
+    # A local discovery file's kubeconfig, read where the JoinConfig was first built and carried in the run
+    # (``config.join_discovery``); None for token discovery or an https URL (the node fetches it).
+    discovery_kubeconfig: str | None = None
 
     @property
     def node_name(self) -> str:
@@ -216,11 +219,44 @@ def _join_document(docs: list[dict[str, Any]], file: str) -> dict[str, Any]:
     return found
 
 
-def build_join_config(docs: list[dict[str, Any]], file: str = "<flags>") -> JoinConfig:
-    """Parse, default and validate; ``ConfigError`` on the first problem."""
+def _node_defaults(join: JoinConfiguration) -> None:
+    """SetJoinDynamicDefaults' criSocket: a socket without scheme gets "unix://" and kubeadm's warning
+    (``config.loader``, shared with init), logged on ``kubeboot.config`` as init's are."""
+    import logging
+
+    from kubeboot.config.loader import cri_socket_scheme
+
+    warnings: list[str] = []
+    cri_socket_scheme(join.nodeRegistration, warnings)
+    for line in warnings:
+        logging.getLogger("kubeboot.config").warning("%s", line)
+
+
+def _refuse_node_problems(cfg: JoinConfig) -> None:
+    """After kubeadm's rules, what kubeboot refuses for init too (``config.fieldchecks``): a CRI socket
+    of another scheme, and a node path with '..' (kubeboot writes under --root; '..' could leave it)."""
+    from kubeboot.config import fieldchecks as check
+
+    join = cfg.join
+    found = [("nodeRegistration.criSocket", check.cri_socket(join.nodeRegistration.criSocket)),
+             ("caCertPath", check.node_path(join.caCertPath)),
+             ("patches.directory", check.node_path(join.patches.directory)
+              if join.patches and join.patches.directory else None)]
+    for field, problem in found:
+        if problem:
+            raise ConfigError(problem, file=cfg.source, document=JOIN, field=field)
+
+
+def build_join_config(docs: list[dict[str, Any]], file: str = "<flags>", *, run: bool = False) -> JoinConfig:
+    """Parse, default and validate; ``ConfigError`` on the first problem.
+
+    A local discovery file is read here (``config.join_discovery``), on the machine the user gives it on;
+    ``run``: ``docs`` are a run's documents, which carry that file's text: no path is looked at."""
+    from kubeboot.config.join_discovery import split_run_documents, with_discovery_file
     from kubeboot.config.join_validation import validate_join
     from kubeboot.config.loader import _pydantic_error
 
+    docs, carried = split_run_documents(docs, file) if run else (docs, None)
     try:
         join = JoinConfiguration.model_validate(_join_document(docs, file))
     except ValidationError as e:
@@ -228,9 +264,11 @@ def build_join_config(docs: list[dict[str, Any]], file: str = "<flags>") -> Join
     td = join.discovery.bootstrapToken
     if td is not None and not join.discovery.tlsBootstrapToken:
         join.discovery.tlsBootstrapToken = td.token  # SetDefaults_Discovery
-    cfg = JoinConfig(join, file)
+    _node_defaults(join)
+    cfg = JoinConfig(join, file, discovery_kubeconfig=carried)
     validate_join(cfg)
-    return cfg
+    _refuse_node_problems(cfg)
+    return with_discovery_file(cfg)
 
 
 def load_join_config(path: str | Path) -> JoinConfig:

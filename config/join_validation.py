@@ -97,7 +97,9 @@ def _discovery(cfg: JoinConfig) -> Iterator[Problem]:
         return
     assert d.file is not None
     path = d.file.kubeConfigPath
-    if problem := discovery_file_problem(path, bool(path) and os.path.exists(path)):
+    # A run carries the file's text (config.join_discovery): the path is of the machine that submitted it.
+    here = cfg.discovery_kubeconfig is not None or (bool(path) and os.path.exists(path))
+    if problem := discovery_file_problem(path, here):
         yield "discovery.file.kubeConfigPath", f'"{path}": {problem}'
     if d.tlsBootstrapToken and not is_token(d.tlsBootstrapToken):
         yield "discovery.tlsBootstrapToken", f'"{d.tlsBootstrapToken}": the bootstrap token is invalid'

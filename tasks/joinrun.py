@@ -13,6 +13,7 @@ only, not for the whole join: the rest of control-plane joins run side by side.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,4 +90,4 @@ def dry_run_discovery(rt: WorkerRuntime, run_id: str, join: JoinConfig, out: Cal
     changed = join.join.model_copy(deep=True)
     assert changed.discovery.bootstrapToken is not None
     changed.discovery.bootstrapToken.caCertHashes = [*td.caCertHashes, pin]
-    return JoinConfig(changed, join.source)
+    return dataclasses.replace(join, join=changed)

@@ -134,11 +134,12 @@ class WorkerRuntime:
             self.store.run_config(run_id), f"run {run_id}", fill_node_defaults=False))
 
     def join_config(self, run_id: str) -> JoinConfig:
-        """A join run's JoinConfiguration (decrypted from the run state), cached like ``config``."""
+        """A join run's JoinConfiguration (decrypted from the run state), cached like ``config``; a discovery
+        file comes from the run (read where the join was submitted), never from this machine."""
         from kubeboot.config.join import build_join_config
 
         return _cached(self._join_configs, run_id, _RUNS_CACHED,
-                       lambda: build_join_config(self.store.run_config(run_id), f"run {run_id}"))
+                       lambda: build_join_config(self.store.run_config(run_id), f"run {run_id}", run=True))
 
     # --- dry runs (tasks.dryrun) ---------------------------------------------------------------------
     def route(self, run_id: str) -> dict[str, Any]:

@@ -279,8 +279,9 @@ def _follow(svc: Any, run_id: str, wait: bool, output: str, timeout: float | Non
     click.echo(status_json(run, phases, flower) if output == "json" else render_table(run, phases, flower))
     if status == "failed" or (wait and status not in ("succeeded", "failed")):
         sys.exit(FAILED)
-    if wait and output == "text" and status == "succeeded":
+    done = {r.path for r in phases if r.status == "succeeded"}
+    # kubeadm's closing text says the kubelet bootstrapped: not when kubelet-wait-bootstrap was skipped.
+    if wait and output == "text" and status == "succeeded" and "kubelet-wait-bootstrap" in done:
         from kubeboot.workers.join_local_run import done_message
 
-        marked = any(r.path == "control-plane-join/mark-control-plane" and r.status == "succeeded" for r in phases)
-        click.echo(done_message(control_plane=marked))
+        click.echo(done_message(control_plane="control-plane-join/mark-control-plane" in done))

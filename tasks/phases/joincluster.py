@@ -3,6 +3,8 @@
 
 Reads: cluster-info (``tasks.discovery``), then with the TLS bootstrap token ``kube-system/kubeadm-config``
 (``kubeadm:nodes-kubeadm-config``) and ``kube-system/kubelet-config`` (``kubeadm:kubelet-config``).
+File discovery starts from the kubeconfig the join carries (read where it was submitted) or from an
+https URL the node fetches; it never reads a local path on the node.
 Writes: the run secrets ``join.cluster-info``, ``join.cluster``, ``join.discovery-since`` (see
 ``joincontext``); sets ``ctx.cfg`` to the join's InitConfig.
 
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from kubeboot.config import constants as c
@@ -51,22 +52,22 @@ def _discover(ctx: JoinNodeContext) -> disc.ClusterInfo:
         return disc.token_discovery(td.apiServerEndpoint, td.token, pins, ctx.fetch)
     assert join.join.discovery.file is not None
     source = join.join.discovery.file.kubeConfigPath
-    return disc.file_discovery(_read_discovery_file(source), source, ctx.fetch)
+    text = join.discovery_kubeconfig  # a local file's text, carried in the run (config.join_discovery)
+    return disc.file_discovery(_download_discovery_file(source) if text is None else text, source, ctx.fetch)
 
 
-def _read_discovery_file(source: str) -> str:
-    if source.startswith("https://"):
-        import urllib.request
+def _download_discovery_file(source: str) -> str:
+    """An https discovery URL, fetched by the joining node as kubeadm does; a local file is never read
+    here: its text came with the join (the path is of the machine that submitted it)."""
+    if not source.startswith("https://"):
+        raise disc.DiscoveryError(f"the discovery file {source} was not carried with the join; submit it again")
+    import urllib.request
 
-        try:  # the host's CA bundle verifies an https discovery URL, as in kubeadm
-            with urllib.request.urlopen(source, timeout=disc.REQUEST_TIMEOUT) as resp:
-                return str(resp.read().decode())
-        except OSError as e:
-            raise disc.DiscoveryPending(f"failed to load the discovery file {source}: {e}") from None
-    try:
-        return Path(source).read_text()
+    try:  # the host's CA bundle verifies an https discovery URL, as in kubeadm
+        with urllib.request.urlopen(source, timeout=disc.REQUEST_TIMEOUT) as resp:
+            return str(resp.read().decode())
     except OSError as e:
-        raise disc.DiscoveryError(f"failed to load the discovery file {source}: {e.strerror}") from None
+        raise disc.DiscoveryPending(f"failed to load the discovery file {source}: {e}") from None
 
 
 def discover(ctx: JoinNodeContext, now: datetime | None = None) -> disc.ClusterInfo:
