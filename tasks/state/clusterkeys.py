@@ -8,7 +8,10 @@ cluster's run state values (configs, tokens, certificate keys, what nodes sent b
 
 Created by the first control-side process that needs it (SET NX: of two at once, one key wins and both
 use it), never by a node worker (it holds no master key, and node users' Redis ACL does not reach the
-key). Deleting a cluster's key makes every value sealed with it unreadable: crypto-shredding.
+key). Deleting a cluster's key makes every value sealed with it unreadable: crypto-shredding. A process
+that already unwrapped the key keeps it in memory (up to 256 clusters' keys, for the run state's hot
+path), so shredding is deleting the key, then restarting the control workers; the next value sealed for
+the cluster gets a new key. (``tests/integration/test_cluster_keys.py``.)
 """
 
 from __future__ import annotations
