@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Final
+from urllib.parse import urlsplit
 
 from kubeboot.config.paths import climbs
 
@@ -81,6 +82,18 @@ def node_path(value: str) -> str | None:
         return problem
     if climbs(value):
         return f"{value!r} must not contain '..': kubeboot writes under the node root (--root) and '..' could leave it"
+    return None
+
+
+def cri_socket(value: str) -> str | None:
+    """ValidateSocketPath, after the loaders prepended "unix://" to a socket without scheme. kubeadm
+    prepends it to a socket with another scheme too ("unix://npipe://..."), which only fails later in
+    the kubelet; kubeboot refuses such a socket here instead."""
+    if not value:
+        return "empty CRI socket; expected e.g. unix:///var/run/containerd/containerd.sock"
+    scheme = urlsplit(value).scheme
+    if scheme != "unix":
+        return f'Invalid value: "{value}": only URL scheme "unix" is supported, got "{scheme}"'
     return None
 
 

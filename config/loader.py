@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from kubeboot.config import constants as c
 from kubeboot.config.errors import ConfigError, field_path
-from kubeboot.config.models import ClusterConfiguration, InitConfiguration
+from kubeboot.config.models import ClusterConfiguration, InitConfiguration, NodeRegistration
 from kubeboot.config.resolved import InitConfig
 from kubeboot.config.validation import validate_init_config
 
@@ -119,10 +119,10 @@ def default_advertise_address() -> str:
             return "127.0.0.1"
 
 
-def _cri_socket_scheme(init: InitConfiguration, warnings: list[str]) -> None:
-    """SetNodeRegistrationDynamicDefaults: a socket not starting with "unix" gets "unix://", with
-    kubeadm's warning. (A socket with another URL scheme stays as written, for validation to refuse.)"""
-    nr = init.nodeRegistration
+def cri_socket_scheme(nr: NodeRegistration, warnings: list[str]) -> None:
+    """SetNodeRegistrationDynamicDefaults (init's and join's): a socket not starting with "unix" gets
+    "unix://", with kubeadm's warning. (A socket with another URL scheme stays as written, for
+    validation to refuse.)"""
     if nr.criSocket and not nr.criSocket.startswith(CRI_SCHEME) and "://" not in nr.criSocket:
         warnings.append(
             "Usage of CRI endpoints without URL scheme is deprecated and can cause kubelet errors in the future. "
@@ -169,7 +169,7 @@ def build_init_config(
     if cluster.etcd.local is None and cluster.etcd.external is None:
         cluster = cluster.model_copy(update={"etcd": type(cluster.etcd)(local=type(cluster.local_etcd)())})
     warnings: list[str] = []
-    _cri_socket_scheme(init, warnings)
+    cri_socket_scheme(init.nodeRegistration, warnings)
     if fill_node_defaults:
         _fill_node_defaults(init, file)
     kubelet, kubeproxy = checked_component_configs(by_kind, file, warnings)

@@ -54,17 +54,9 @@ def _init_problems(init: InitConfiguration) -> Iterator[Problem]:
 
 
 def _node_registration(nr: NodeRegistration) -> Iterator[Problem]:
-    # ValidateSocketPath, after the loader prepended "unix://" to a socket without scheme. kubeadm
-    # prepends it to a socket with another scheme too ("unix://npipe://..."), which only fails later
-    # in the kubelet; kubeboot refuses such a socket here instead.
     path = "nodeRegistration"
-    scheme = urlsplit(nr.criSocket).scheme
-    if not nr.criSocket:
-        yield INIT, f"{path}.criSocket", "empty CRI socket; expected e.g. unix:///var/run/containerd/containerd.sock"
-    elif scheme != "unix":
-        yield INIT, f"{path}.criSocket", (
-            f'Invalid value: "{nr.criSocket}": only URL scheme "unix" is supported, got "{scheme}"'
-        )
+    if problem := check.cri_socket(nr.criSocket):
+        yield INIT, f"{path}.criSocket", problem
     ignored = {item.lower() for item in nr.ignorePreflightErrors}
     if "all" in ignored and len(ignored) > 1:
         yield INIT, f"{path}.ignorePreflightErrors", (

@@ -113,6 +113,15 @@ BAD: list[tuple[str, list[dict[str, Any]], str, str]] = [
      "discovery.file.kubeConfigPath", "not a valid HTTPS URL or a file on disk"),
     ("http discovery file", [doc(discovery={"file": {"kubeConfigPath": "http://example.test/c.conf"}})],
      "discovery.file.kubeConfigPath", "the scheme must be https"),
+    ("caCertPath with '..'", [doc(caCertPath="/etc/kubernetes/../../../tmp/ca.crt")], "caCertPath",
+     "'/etc/kubernetes/../../../tmp/ca.crt' must not contain '..': kubeboot writes under the node root (--root)"),
+    ("patches directory with '..'", [doc(patches={"directory": "/etc/kubeadm/../../patches"})],
+     "patches.directory", "'/etc/kubeadm/../../patches' must not contain '..'"),
+    ("relative patches directory", [doc(patches={"directory": "patches"})], "patches.directory",
+     "'patches' is not an absolute path"),
+    ("a CRI socket of another scheme", [with_path("nodeRegistration.criSocket", "tcp://10.0.0.1:2375")],
+     "nodeRegistration.criSocket", 'Invalid value: "tcp://10.0.0.1:2375": only URL scheme "unix" is supported, '
+     'got "tcp"'),
 ]
 
 
@@ -131,3 +140,31 @@ def test_unsafe_skip_ca_verification_allows_no_hash() -> None:
     d = with_path("discovery.bootstrapToken.caCertHashes", [])
     d["discovery"]["bootstrapToken"]["unsafeSkipCAVerification"] = True
     assert build_join_config([d]).token_discovery is not None
+
+
+def test_a_cri_socket_without_scheme_gets_unix_and_kubeadms_warning(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = build_join_config([with_path("nodeRegistration.criSocket", "/run/containerd/containerd.sock")])
+    assert cfg.join.nodeRegistration.criSocket == "unix:///run/containerd/containerd.sock"
+    assert [r.getMessage() for r in caplog.records if r.name == "kubeboot.config"] == [
+        "Usage of CRI endpoints without URL scheme is deprecated and can cause kubelet errors in the future. "
+        'Automatically prepending scheme "unix" to the "criSocket" with value "/run/containerd/containerd.sock". '
+        "Please update your configuration!"]
+    # what the join phases see: the kubelet's instance configuration names the socket with its scheme
+    init = cfg.provisional_init_config()
+    assert init.init.nodeRegistration.criSocket == "unix:///run/containerd/containerd.sock"
+
+
+def test_a_cri_socket_with_its_scheme_is_kept_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    cfg = build_join_config([with_path("nodeRegistration.criSocket", "unix:///var/run/crio/crio.sock")])
+    assert cfg.join.nodeRegistration.criSocket == "unix:///var/run/crio/crio.sock"
+    assert not [r for r in caplog.records if r.name == "kubeboot.config"]
+
+
+def test_a_runs_stored_join_document_is_not_warned_about_twice(caplog: pytest.LogCaptureFixture) -> None:
+    from kubeboot.config.models import dump
+
+    first = build_join_config([with_path("nodeRegistration.criSocket", "/run/containerd/containerd.sock")])
+    caplog.clear()
+    again = build_join_config([dump(first.join)], "run r1")  # as a run stores it and a worker reads it
+    assert again.join.nodeRegistration.criSocket == "unix:///run/containerd/containerd.sock"
+    assert not [r for r in caplog.records if r.name == "kubeboot.config"]
