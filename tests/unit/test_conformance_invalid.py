@@ -1,7 +1,7 @@
 """Bad configurations through ``kubeboot init phase local`` (in process): exit 2, one line naming the file,
 the document and the field, and nothing written under the node root — for the inputs kubeadm refuses
 (no kubeadm document, a component-config value of the wrong type) and those kubeboot refuses to keep
-writes inside ``--root``."""
+writes inside ``--root``; and the same for a JoinConfiguration through ``kubeboot join phase``."""
 
 from __future__ import annotations
 
@@ -59,3 +59,41 @@ def test_bad_configuration_is_exit_2_one_line_and_nothing_written(tmp_path: Path
     assert "\n" not in message
     assert list(root.iterdir()) == [] and lines == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kubeadm.yaml", "root"]
+
+
+# --- the same for a JoinConfiguration, through `kubeboot join phase` -------------------------------------
+
+JOIN = """\
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: JoinConfiguration
+nodeRegistration: {name: w1}
+discovery:
+  bootstrapToken: {token: abcdef.0123456789abcdef, apiServerEndpoint: "10.0.0.10:6443", unsafeSkipCAVerification: true}
+"""
+
+BAD_JOIN = [
+    ("caCertPath with '..'", JOIN + "caCertPath: /etc/kubernetes/../../../../tmp/ca.crt\n",
+     "JoinConfiguration: caCertPath: '/etc/kubernetes/../../../../tmp/ca.crt' must not contain '..'"),
+    ("patches directory with '..'", JOIN + "patches: {directory: /etc/kubeadm/../../patches}\n",
+     "JoinConfiguration: patches.directory: '/etc/kubeadm/../../patches' must not contain '..'"),
+    ("a CRI socket of another scheme", JOIN.replace("{name: w1}", "{name: w1, criSocket: 'tcp://10.0.0.1:2375'}"),
+     'JoinConfiguration: nodeRegistration.criSocket: Invalid value: "tcp://10.0.0.1:2375": only URL scheme "unix" '
+     'is supported, got "tcp"'),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment"), [b[1:] for b in BAD_JOIN], ids=[b[0] for b in BAD_JOIN])
+def test_bad_join_configuration_is_exit_2_one_line_and_nothing_written(tmp_path: Path, text: str,
+                                                                       fragment: str) -> None:
+    from click.testing import CliRunner
+
+    from kubeboot.workers.cli import main
+
+    config, root = tmp_path / "join.yaml", tmp_path / "root"
+    config.write_text(text)
+    root.mkdir()
+    result = CliRunner().invoke(main, ["join", "phase", "all", "--config", str(config), "--root", str(root)])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output and result.output.startswith(f"error: {config}: ")
+    assert result.output.count("\n") == 1
+    assert list(root.iterdir()) == []
