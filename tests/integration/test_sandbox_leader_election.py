@@ -229,6 +229,32 @@ def test_a_scheduler_stopped_with_sigterm_releases_its_lease_to_the_other_at_onc
     assert cp.kill(other, signal.SIGTERM) == 0
 
 
+def test_a_killed_schedulers_lease_is_kept_until_it_expires_then_taken_over_by_the_other(
+        control_plane: ControlPlane) -> None:
+    """SIGKILL releases nothing (unlike SIGTERM above): the other scheduler waits out the lease, then leads."""
+    cp = control_plane
+    with contextlib.suppress(ApiException):  # a fresh election: the lease the previous test's schedulers left
+        k8s.CoordinationV1Api(cp.admin()).delete_namespaced_lease("kube-scheduler", "kube-system")
+    names = dict(zip(("sched-x", "sched-y"), cp.others[1:3], strict=True))
+    for name, address in names.items():
+        cp.start(name, "kube-scheduler.yaml", address)
+    leader = cp.wait_for("a scheduler to hold the lease", lambda: (h := cp.holder("kube-scheduler")) in names and h)
+    other = next(n for n in names if n != leader)
+    cp.wait_for(f"{other} to see the leader", lambda: "New leader elected" in cp.log(other))
+    cp.wait_for(f"{leader} to start scheduling", lambda: '"Starting scheduling"' in cp.log(leader))
+    assert '"Starting scheduling"' not in cp.log(other)  # a candidate does not schedule
+
+    assert cp.kill(leader) == -signal.SIGKILL
+    kept = cp.lease("kube-scheduler")  # nothing released it: still the dead leader's, for the whole lease
+    assert (kept["holderIdentity"].rsplit("_", 1)[0], kept["leaseDurationSeconds"]) == (leader, LEASE_SECONDS)
+    cp.wait_for(f"{other} to take the expired lease", lambda: cp.holder("kube-scheduler") == other)
+    after = cp.lease("kube-scheduler")
+    assert after["leaseTransitions"] == 1
+    assert (micro(after["acquireTime"]) - micro(kept["renewTime"])).total_seconds() >= LEASE_SECONDS
+    cp.wait_for(f"{other} to start scheduling", lambda: '"Starting scheduling"' in cp.log(other))
+    assert cp.kill(other, signal.SIGTERM) == 0
+
+
 def test_controller_managers_behind_two_api_servers_share_one_lease_through_etcd(
         control_plane: ControlPlane, emulated_apiserver: Any) -> None:
     """Two API servers of one etcd (as on two control-plane nodes), a controller manager on each: one leads,
