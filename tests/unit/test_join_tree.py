@@ -4,6 +4,7 @@ flags of `kubeboot submit join` / `join phase` as a JoinConfiguration."""
 from __future__ import annotations
 
 import importlib
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -118,3 +119,38 @@ def test_join_phase_help_lists_the_tree_without_hidden_phases() -> None:
     assert result.exit_code == 0
     assert "  etcd-join                    Join etcd for control plane nodes" in result.output
     assert "check-etcd" not in result.output
+
+
+def test_the_unsafe_skip_flag_joins_without_a_pin_and_discovery_pins_nothing(tmp_path: Any) -> None:
+    from kubeboot.sandbox.jws import detached_sign
+    from kubeboot.tasks import kubeconfig as kc
+    from kubeboot.tasks import pki
+    from kubeboot.tasks.fsutil import NodeFS
+    from kubeboot.tasks.phases import joincluster
+    from kubeboot.tasks.phases.joincontext import JoinNodeContext
+    from kubeboot.workers.cli_join import flags_document
+
+    doc = flags_document({"endpoint": "10.0.0.1:6443", "token": TOKEN, "unsafe_skip": True, "node_name": "w1"})
+    assert doc["discovery"]["bootstrapToken"] == {"token": TOKEN, "apiServerEndpoint": "10.0.0.1:6443",
+                                                  "caCertHashes": [], "unsafeSkipCAVerification": True}
+    cfg = build_join_config([doc])
+    key = pki.generate_key("ECDSA-P256")
+    ca = pki.cert_to_pem(pki.build_certificate(pki.CertSpec("any-ca", is_ca=True), key.public_key(), key, None,
+                                               datetime.now(UTC)))
+    text = kc.dump(kc.kubeconfig_without_user("https://10.0.0.1:6443", ca))
+    fetched: list[bytes | None] = []
+
+    def fetch(endpoint: str, with_ca: bytes | None) -> dict[str, Any]:
+        fetched.append(with_ca)
+        return {"data": {"kubeconfig": text, "jws-kubeconfig-abcdef": detached_sign(text, "abcdef", TOKEN[7:])}}
+
+    ctx = JoinNodeContext(cfg.provisional_init_config(), NodeFS(tmp_path), join=cfg, fetch=fetch)
+    assert joincluster.discover(ctx).ca_pem == ca  # a CA nobody pinned is trusted, on the signature alone
+    assert fetched == [None]
+
+
+def test_the_unsafe_skip_flag_is_accepted_by_the_command_line() -> None:
+    flags = ["10.0.0.1:6443", "--token", TOKEN, "--node-name", "n1"]
+    assert "without caCertHashes can be unsafe" in cli("join", "phase", "no-such-phase", *flags).output
+    result = cli("join", "phase", "no-such-phase", *flags, "--discovery-token-unsafe-skip-ca-verification")
+    assert result.exit_code == 2 and "unknown phase 'no-such-phase'" in result.output  # past the flags' checks
