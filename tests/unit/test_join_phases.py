@@ -71,6 +71,30 @@ def test_an_untrusted_api_server_fails_at_once(tmp_path: Path) -> None:
         joincluster.discover(context(tmp_path, tampered), now=NOW)
 
 
+class RefusingApi:
+    """An API server that answers every request 401, as to a bootstrap token it does not know (any more)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        self.calls += 1
+        raise ApiException(status=401, reason="Unauthorized")
+
+
+def test_a_refused_bootstrap_token_fails_at_once_saying_it_is_unknown_or_expired() -> None:
+    api = RefusingApi()
+    with pytest.raises(PermanentError) as err:
+        joincluster.read_configmap(api, "kube-system", "kubeadm-config")
+    assert str(err.value) == (
+        "unable to read the ConfigMap kube-system/kubeadm-config: the bootstrap token was refused (401 "
+        "Unauthorized): it is unknown to the cluster or has expired; create a new one with `kubeadm token create "
+        "--print-join-command` on a control-plane node")
+    assert api.calls == 1  # not retried: another try would be refused the same way
+
+
 # --- kubelet-start's flags ----------------------------------------------------------------------------
 
 
