@@ -98,7 +98,9 @@ def load_join(p: dict[str, Any]) -> JoinConfig:
             if p.get("node_name"):
                 join.join.nodeRegistration.name = p["node_name"]
         else:
-            if not p.get("control_plane") and (p.get("certificate_key") or p.get("apiserver_advertise_address")):
+            # kubeadm only warns and drops these flags; a flag silently ignored is a mistake kubeboot refuses.
+            cp_flags = (p.get("certificate_key"), p.get("apiserver_advertise_address"), p.get("apiserver_bind_port"))
+            if not p.get("control_plane") and any(v is not None and v != "" for v in cp_flags):
                 fail("--control-plane is also required when passing control-plane related flags such as "
                      "[certificate-key, apiserver-advertise-address, apiserver-bind-port]", BAD_INPUT)
             join = build_join_config([flags_document(p)], "<flags>")
