@@ -2,9 +2,10 @@
 
 - ``download-certs``: GET ``kube-system/kubeadm-certs`` with the bootstrap token (Role
   ``kubeadm:kubeadm-certs``), open every value with the certificate key (``tasks.copycerts``, kubeadm's
-  AES-GCM), write the CA keys, ``sa.*``, ``front-proxy-ca.*`` and ``etcd/ca.*`` (keys 0600, certificates
-  0644). Without ``--certificate-key`` the phase does nothing (the files must be here already). When the
-  files are already here and ``ca.crt`` is the discovered CA (an earlier attempt downloaded them),
+  AES-GCM), write the CA keys, ``sa.*``, ``front-proxy-ca.*`` and ``etcd/ca.*`` (private keys 0600,
+  certificates and ``sa.pub`` 0644, as kubeadm's writeCertOrKey decides by the content). Without
+  ``--certificate-key`` the phase does nothing (the files must be here already). When the files are
+  already here and ``ca.crt`` is the discovered CA (an earlier attempt downloaded them),
   nothing is fetched: the Secret may have expired since.
 - ``certs``: this node's own leaves signed by those CAs (its name and address in the SANs) with the
   init helpers; the CAs and ``sa`` are reused ("Using existing ...").
@@ -38,8 +39,9 @@ REUPLOAD = ("run `kubeadm init phase upload-certs --upload-certs` (or `kubeboot 
             "--upload-certs --config FILE`) on a control-plane node and join with the certificate key it prints")
 
 
-def _mode(name: str) -> int:
-    return KEY_MODE if name.endswith((".key", ".pub")) else CERT_MODE
+def _mode(data: bytes) -> int:
+    """kubeadm's writeCertOrKey: a private key is written 0600, anything else (certificates, sa.pub) 0644."""
+    return KEY_MODE if pki.load_key_or_none(data) is not None else CERT_MODE
 
 
 def _already_here(ctx: JoinNodeContext, files: dict[str, str], ca_hash: str) -> bool:
@@ -92,7 +94,7 @@ def run_download_certs(ctx: JoinNodeContext) -> None:
     ctx.log("download-certs", f'Saving the certificates to the folder: "{cfg.pki_dir}"')
     for name, path in files.items():
         if path and plain.get(name):
-            ctx.fs.write(path, plain[name], mode=_mode(path))
+            ctx.fs.write(path, plain[name], mode=_mode(plain[name]))
     write_node_marker(ctx.fs, marker_record(cfg.cluster.clusterName, cfg.node_name, info.ca_hash))
 
 

@@ -13,6 +13,10 @@ minor, and the files are checked against what kubeadm's source says:
 * the row's own facts (``expect``), written from kubeadm's source: the flags, volumes, SANs, servers,
   owners ... that this variant changes.
 
+Join rows (``JOINS``, section "joins" below) do the same for ``kubeboot join``: a worker and a control plane
+joining a cluster an init row made, their node files checked against kubeadm's join (kubelet-start,
+control-plane-prepare, etcd-join).
+
 kubernetes-validate has schemas for API objects only; component configurations (KubeletConfiguration)
 are not served by the API server, so ``config.yaml`` is decoded with ``config.kubelettypes`` instead —
 ``test_kubernetes_validate_has_no_component_config_schema`` fails the day that changes.
@@ -53,6 +57,7 @@ class Node:
     lines: list[str]
     warnings: list[str]
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config: Path | None = None  # the configuration file the node was made from
 
     @property
     def minor(self) -> int:
@@ -157,12 +162,16 @@ def run_variant(v: Variant, version: str, tmp_path: Path, monkeypatch: pytest.Mo
             v.then(root, phase)
     finally:
         logging.getLogger("kubeboot.config").removeHandler(collect)
-    node = Node(root, version, lines, collect.messages)
+    node = Node(root, version, lines, collect.messages, config=config)
+    read_pods(node)
+    return node
+
+
+def read_pods(node: Node) -> None:
     for component in COMPONENTS:
-        manifest = root / f"etc/kubernetes/manifests/{component}.yaml"
+        manifest = node.path(f"/etc/kubernetes/manifests/{component}.yaml")
         if manifest.exists():
             node.pods[component] = yaml.safe_load(manifest.read_text())
-    return node
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -475,7 +484,32 @@ def systemd_resolved(root: Path, _work: Path) -> None:
     (root / "run/systemd/resolve/resolv.conf").write_text("nameserver 127.0.0.53\n")
 
 
+def kube_proxy_config(node: Node) -> None:
+    """No node file carries kube-proxy's configuration: addon/kube-proxy puts it in the kube-proxy
+    ConfigMap (kubeadm proxy.go), built here from the configuration as init loaded it."""
+    from kubeboot.config.loader import load_init_config
+    from kubeboot.tasks.addons import kubeproxy
+
+    assert not node.path("/var/lib/kube-proxy").exists() and node.warnings == []
+    assert node.config is not None
+    cfg = load_init_config(node.config)
+    cm, ds = kubeproxy.config_map(cfg), kubeproxy.daemon_set(cfg, {})
+    for obj in (cm, ds):
+        kubernetes_validate.validate(obj, VERSIONS[node.version], strict=True)
+    conf = yaml.safe_load(cm["data"]["config.conf"])
+    assert (conf["mode"], conf["clusterCIDR"], conf["metricsBindAddress"]) == ("ipvs", "10.244.0.0/16", "0.0.0.0:10249")
+    assert conf["ipvs"]["scheduler"] == "rr" and conf["ipvs"]["strictARP"] is True
+    assert conf["conntrack"]["maxPerCore"] == 65536 and conf["conntrack"]["min"] is None  # a nil *int32
+    assert conf["bindAddress"] == "0.0.0.0"  # kubeadm's defaults fill only what the user left unset
+    assert conf["clientConnection"]["kubeconfig"] == "/var/lib/kube-proxy/kubeconfig.conf"
+    assert "annotations" not in cm["metadata"]  # user-supplied: not signed with the component-config hash
+    assert ds["spec"]["template"]["spec"]["containers"][0]["image"].endswith(f"/kube-proxy:{node.version}")
+
+
 KUBELET_DOC = {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration"}
+PROXY_DOC = {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration", "mode": "ipvs",
+             "metricsBindAddress": "0.0.0.0:10249", "ipvs": {"scheduler": "rr", "strictARP": True},
+             "conntrack": {"maxPerCore": 65536}}
 EXT_ETCD = {"external": {"endpoints": ["https://10.0.0.50:2379", "https://10.0.0.51:2379"],
                          "caFile": "/etc/etcd/pki/ca.crt", "certFile": "/etc/etcd/pki/client.crt",
                          "keyFile": "/etc/etcd/pki/client.key"}}
@@ -535,6 +569,8 @@ VARIANTS = [
     Variant("systemd-resolved", setup=systemd_resolved, expect=resolved),
     Variant("RootlessControlPlane", cluster={"featureGates": {"RootlessControlPlane": True}}, setup=accounts,
             expect=rootless),
+    Variant("KubeProxyConfiguration (user values)", cluster={"networking": {"podSubnet": "10.244.0.0/16"}},
+            extra_docs=(PROXY_DOC,), expect=kube_proxy_config),
 ]
 
 
@@ -554,3 +590,421 @@ def test_kubernetes_validate_has_no_component_config_schema() -> None:
 
 def test_the_table_covers_every_area_the_issue_names() -> None:
     assert len(VARIANTS) >= 20 and len({v.name for v in VARIANTS}) == len(VARIANTS)
+    assert len(JOINS) >= 7 and len({j.name for j in JOINS}) == len(JOINS)
+    assert {j.control_plane for j in JOINS} == {True, False}
+
+
+# --- joins ----------------------------------------------------------------------------------------------
+#
+# A join needs a cluster: each row first runs an init row above (cp1), then publishes what that cluster's
+# control plane would serve, made by the project's own upload-config, bootstrap-token and upload-certs
+# builders: cluster-info (signed for the token as the bootstrap signer does, through the dry-run module's
+# discovery fetch), kubeadm-config, kubelet-config, the kubeadm-certs Secret sealed with a certificate key,
+# and cp1's etcd Pod (etcd-join finds the etcd endpoints in its annotation). The join phases then run in
+# process into a fresh root with the dry-run module's fake API (kubeadm's fake client) answering their
+# reads, and an etcd fake answering etcd-join (real etcd: tests/integration/test_join_etcd_real.py). The
+# phases that need a running kubelet, API server or cluster (preflight's host checks,
+# kubelet-wait-bootstrap, mark-control-plane, wait-control-plane) are not about the files and are skipped.
+
+TOKEN = "abcdef.0123456789abcdef"
+JOIN_ADV = "10.0.0.11"
+NOT_ABOUT_FILES = ["preflight", "kubelet-wait-bootstrap", "control-plane-join", "wait-control-plane"]
+
+
+@dataclass
+class FakeEtcd:
+    """The etcd cluster of cp1 as etcd-join sees it: a learner added, started once its manifest is
+    written (the kubelet would run it), promoted, healthy."""
+
+    state: list[Any]  # etcdclient.Member, as the member list answers
+    endpoints_seen: list[list[str]] = field(default_factory=list)
+
+    def client(self, endpoints: list[str], ca: bytes, cert: bytes, key: bytes, **_: Any) -> FakeEtcd:
+        assert ca.startswith(b"-----BEGIN CERTIFICATE") and key.startswith(b"-----BEGIN")
+        self.endpoints_seen.append(list(endpoints))
+        return self
+
+    def members(self) -> list[Any]:
+        return list(self.state)
+
+    def add_learner(self, peer: str) -> tuple[Any, list[Any]]:
+        from kubeboot.tasks.etcdclient import Member
+
+        added = Member(0xB2, "", (peer,), (), True)
+        self.state.append(added)
+        return added, self.members()
+
+    def promote(self, member_id: int) -> list[Any]:
+        from kubeboot.tasks.etcdclient import Member
+
+        i = next(i for i, m in enumerate(self.state) if m.id == member_id)
+        peer = self.state[i].peer_urls[0]
+        self.state[i] = Member(member_id, "cp2", (peer,), (peer.replace(":2380", ":2379"),), False)
+        return self.members()
+
+    def status(self, endpoint: str) -> dict[str, Any]:
+        return {"leader": 0xA1}
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class JoinVariant:
+    name: str
+    cluster: Variant  # the init row that made the cluster
+    control_plane: bool
+    join: dict[str, Any] = field(default_factory=dict)  # over the JoinConfiguration
+    setup: Callable[[Path, Path], None] | None = None  # (node root, directory for patches ...)
+    expect: Callable[[JoinedNode], None] = lambda node: None
+    pki: str = "/etc/kubernetes/pki"
+    data_dir: str = "/var/lib/etcd"
+
+
+@dataclass
+class JoinedNode(Node):
+    first: Node | None = None  # cp1, the node the cluster was initialised on
+    etcd: FakeEtcd | None = None
+
+    @property
+    def cp1(self) -> Node:
+        assert self.first is not None
+        return self.first
+
+    def bootstrap_kubeconfig(self) -> dict[str, Any]:
+        return dict(yaml.safe_load(self.text("/etc/kubernetes/bootstrap-kubelet.conf")))
+
+
+def publish_cluster(api_dir: Path, first: Node, key_hex: str) -> str:
+    """What cp1's control plane serves to a joining node; its CA pin."""
+    from kubeboot.config.loader import load_init_config
+    from kubeboot.tasks import copycerts, pki
+    from kubeboot.tasks.dryrun import Request, Tracker
+    from kubeboot.tasks.fsutil import NodeFS
+    from kubeboot.tasks.phases import bootstraptoken, uploadcerts, uploadconfig
+
+    assert first.config is not None
+    cfg = load_init_config(first.config)
+    ca_pem = first.path(f"{cfg.pki_dir}/ca.crt").read_bytes()
+    sealed = copycerts.seal_files(copycerts.read_files(NodeFS(first.root), cfg), copycerts.decode_key(key_hex))
+    owner = {"metadata": {"name": f"bootstrap-token-{TOKEN.split('.', maxsplit=1)[0]}", "uid": "0f0e0d0c"}}
+    etcd_pod = dict(first.pods.get("etcd") or {})
+    if etcd_pod:
+        etcd_pod["metadata"] = {**etcd_pod["metadata"], "name": "etcd-cp1", "namespace": "kube-system"}
+    objects = [bootstraptoken.cluster_info_objects(cfg, ca_pem)[0], uploadconfig.kubeadm_config_objects(cfg)[0],
+               uploadconfig.kubelet_config_objects(cfg, False)[0],
+               uploadcerts.certs_secret(sealed, uploadcerts.owner_reference(owner)), *([etcd_pod] if etcd_pod else [])]
+    tracker = Tracker(api_dir)
+    plurals = {"ConfigMap": "configmaps", "Secret": "secrets", "Pod": "pods"}
+    for obj in objects:
+        meta = obj["metadata"]
+        tracker.put(Request("POST", "core", "v1", plurals[obj["kind"]], meta["namespace"], meta["name"]), obj)
+    return pki.ca_cert_hash(pki.load_cert(ca_pem))
+
+
+def join_document(jv: JoinVariant, endpoint: str, pin: str, key_hex: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "apiVersion": "kubeadm.k8s.io/v1beta4", "kind": "JoinConfiguration",
+        "nodeRegistration": {"name": "cp2" if jv.control_plane else "w1"},
+        "discovery": {"bootstrapToken": {"token": TOKEN, "apiServerEndpoint": endpoint, "caCertHashes": [pin]}},
+    }
+    if jv.control_plane:
+        doc["controlPlane"] = {"localAPIEndpoint": {"advertiseAddress": JOIN_ADV}, "certificateKey": key_hex}
+    return _merge(doc, jv.join)
+
+
+def run_join(jv: JoinVariant, version: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JoinedNode:
+    from kubeboot.config.join import build_join_config
+    from kubeboot.tasks import copycerts, dryrun
+    from kubeboot.tasks import etcdclient as ec
+    from kubeboot.tasks.etcdclient import Member
+    from kubeboot.tasks.fsutil import NodeFS
+    from kubeboot.tasks.phases.joincontext import JoinNodeContext
+    from kubeboot.workflows.join_runs import plan_join
+    from kubeboot.workflows.local import run_steps
+
+    (tmp_path / "cp1").mkdir()
+    first = run_variant(jv.cluster, version, tmp_path / "cp1", monkeypatch)
+    key_hex = copycerts.create_certificate_key()
+    api_dir = tmp_path / "api"
+    pin = publish_cluster(api_dir, first, key_hex)
+    adv = first.flags("kube-apiserver")["advertise-address"]
+    endpoint = f"[{adv}]:6443" if ":" in adv else f"{adv}:6443"
+    root, work = tmp_path / "node", tmp_path / "node-work"
+    (root / "etc").mkdir(parents=True)
+    work.mkdir()
+    name = "cp2" if jv.control_plane else "w1"
+    (root / "etc/hostname").write_text(f"{name}\n")
+    if jv.setup:
+        jv.setup(root, work)
+    lines: list[str] = []
+    collect = _Collect()
+    logging.getLogger("kubeboot.config").addHandler(collect)
+    try:
+        doc = yaml.safe_load(yaml.safe_dump(join_document(jv, endpoint, pin, key_hex)).replace("@WORK@", str(work)))
+        join = build_join_config([doc], "join.yaml")
+    finally:
+        logging.getLogger("kubeboot.config").removeHandler(collect)
+    peer = f"https://[{adv}]:2380" if ":" in adv else f"https://{adv}:2380"
+    etcd = FakeEtcd([Member(0xA1, "cp1", (peer,), (peer.replace(":2380", ":2379"),), False)])
+    monkeypatch.setattr(ec, "EtcdClient", etcd.client)
+    ctx = JoinNodeContext(join.provisional_init_config(), NodeFS(root), join=join, out=lines.append,
+                          fetch=dryrun.cluster_info_fetch(dryrun.Tracker(api_dir), endpoint, TOKEN))
+    with dryrun.session(api_dir, lines.append, workflow="join", show_secrets=False):
+        run_steps(plan_join(join, "all", NOT_ABOUT_FILES), ctx)
+    node = JoinedNode(root, version, lines, collect.messages, first=first, etcd=etcd)
+    read_pods(node)
+    return node
+
+
+
+# --- what every kubeadm join leaves ---------------------------------------------------------------------
+
+CA_FILES = ("ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key")
+JOIN_KUBECONFIGS = ("admin.conf", "controller-manager.conf", "scheduler.conf")  # CreateJoinControlPlaneKubeConfigFiles
+
+
+def check_join_invariants(node: JoinedNode, jv: JoinVariant) -> None:
+    join = yaml.safe_load(node.cp1.text("/etc/kubernetes/admin.conf"))  # only for the cluster's CA
+    ca_pem = node.cp1.path(f"{jv.pki}/ca.crt").read_bytes()
+    ca_path = str(jv.join.get("caCertPath", "/etc/kubernetes/pki/ca.crt"))
+    # kubelet-start: the bootstrap kubeconfig (the token, the cluster's CA), the CA at caCertPath
+    boot = node.bootstrap_kubeconfig()
+    assert node.mode("/etc/kubernetes/bootstrap-kubelet.conf") == 0o600
+    assert boot["users"][0]["user"] == {"token": TOKEN}
+    assert boot["clusters"][0]["cluster"]["certificate-authority-data"] == \
+        join["clusters"][0]["cluster"]["certificate-authority-data"]
+    assert node.path(ca_path).read_bytes() == ca_pem and node.mode(ca_path) == 0o644
+    for rel in ("kubeadm-flags.env", "config.yaml", "instance-config.yaml"):
+        assert node.mode(f"/var/lib/kubelet/{rel}") == 0o644
+    kubelet = node.kubelet()
+    KubeletConfiguration.model_validate(kubelet)  # Go's types, strict
+    assert kubelet["authentication"]["x509"]["clientCAFile"] == f"{jv.pki}/ca.crt"
+    assert (kubelet["staticPodPath"], kubelet["rotateCertificates"]) == ("/etc/kubernetes/manifests", True)
+    socket = node.text("/var/lib/kubelet/instance-config.yaml")
+    assert socket == f'containerRuntimeEndpoint: "{kubelet["containerRuntimeEndpoint"]}"\n'
+    assert kubelet["containerRuntimeEndpoint"].startswith("unix:///")
+    flags = node.text("/var/lib/kubelet/kubeadm-flags.env")
+    assert ("--pod-infra-container-image=" in flags) == (node.minor == 34)
+    assert "--hostname-override" not in flags  # the node name is the hostname
+    assert node_files(node) == expected_files(jv, ca_path)
+    if jv.control_plane:
+        check_control_plane_join(node, jv)
+    else:
+        assert node.pods == {}
+
+
+SETUP_FILES = {"/etc/hostname", "/etc/passwd", "/etc/group"}  # the test's, not the join's
+PKI_OF_CONTROL_PLANE_JOIN = (*CA_FILES, "front-proxy-client.crt", "front-proxy-client.key", "apiserver.crt",
+                             "apiserver.key", "apiserver-kubelet-client.crt", "apiserver-kubelet-client.key",
+                             "apiserver-etcd-client.crt", "apiserver-etcd-client.key",
+                             *(f"etcd/{n}.{x}" for n in ("ca", "server", "peer", "healthcheck-client")
+                               for x in ("crt", "key")))
+
+
+def node_files(node: Node) -> set[str]:
+    found = {"/" + str(p.relative_to(node.root)) for p in node.root.rglob("*") if p.is_file()}
+    return found - SETUP_FILES
+
+
+def expected_files(jv: JoinVariant, ca_path: str) -> set[str]:
+    """kubeadm join's files (and kubeboot's node marker): kubelet-start's, and on a control plane
+    control-plane-prepare's and etcd-join's."""
+    files = {"/etc/kubernetes/bootstrap-kubelet.conf", ca_path, "/var/lib/kubeboot/node.json",
+             *(f"/var/lib/kubelet/{n}" for n in ("config.yaml", "instance-config.yaml", "kubeadm-flags.env"))}
+    if jv.control_plane:
+        files |= {f"/etc/kubernetes/{n}" for n in JOIN_KUBECONFIGS}
+        files |= {f"/etc/kubernetes/manifests/{n}.yaml" for n in COMPONENTS}
+        files |= {f"{jv.pki}/{rel}" for rel in PKI_OF_CONTROL_PLANE_JOIN}
+    return files
+
+
+def check_control_plane_join(node: JoinedNode, jv: JoinVariant) -> None:
+    assert set(node.pods) == set(COMPONENTS) and node.mode("/etc/kubernetes/manifests") == 0o700
+    for component, pod in node.pods.items():
+        assert node.mode(f"/etc/kubernetes/manifests/{component}.yaml") == 0o600
+        kubernetes_validate.validate(pod, VERSIONS[node.version], strict=True)
+        names = [f[2:].split("=", 1)[0] for f in node.command(component)[1:]]
+        assert names == sorted(names), f"{component}: flags not sorted as ArgumentsToCommand sorts them"
+        bad = [s for s in _all_strings(pod["spec"]) if s.startswith("/") and not _no_double_slash(s)]
+        assert not bad and all(_no_double_slash(f) for f in node.command(component)), f"{component}: '//'"
+        assert pod["spec"]["priorityClassName"] == "system-node-critical"
+        image = pod["spec"]["containers"][0]["image"]
+        assert image.endswith(f"/etcd:{ETCD_IMAGE[node.minor]}" if component == "etcd" else f":{node.version}")
+    # download-certs: the shared CAs and keys exactly as cp1 has them (kubeadm's writeCertOrKey: a private
+    # key 0600, anything else 0644); the node's own leaves made here
+    for rel in (*CA_FILES, "etcd/ca.crt", "etcd/ca.key"):
+        assert node.path(f"{jv.pki}/{rel}").read_bytes() == node.cp1.path(f"{jv.pki}/{rel}").read_bytes(), rel
+    rootless_gate = "RootlessControlPlane" in str(jv.cluster.cluster)
+    for rel in ("ca.crt", "front-proxy-ca.crt", "etcd/ca.crt", *(() if rootless_gate else ("sa.pub",))):
+        assert node.mode(f"{jv.pki}/{rel}") == 0o644, rel
+    for rel in ("ca.key", "front-proxy-ca.key", "etcd/ca.key", "apiserver.key"):
+        assert node.mode(f"{jv.pki}/{rel}") & 0o077 == 0, rel
+    assert node.cert(jv.pki, "apiserver").serial_number != node.cp1.cert(jv.pki, "apiserver").serial_number
+    for name in JOIN_KUBECONFIGS:
+        assert node.mode(f"/etc/kubernetes/{name}") == 0o600
+    for name in ("super-admin.conf", "kubelet.conf"):  # the kubelet's comes from its TLS bootstrap
+        assert not node.path(f"/etc/kubernetes/{name}").exists()
+    assert node.mode(jv.data_dir) == 0o700
+    # etcd-join: this member added as a learner next to cp1's, then promoted
+    e = node.flags("etcd")
+    cp1_peer = node.cp1.flags("etcd")["initial-advertise-peer-urls"]
+    assert e["initial-cluster"] == f"cp1={cp1_peer},cp2={e['initial-advertise-peer-urls']}"
+    assert e["initial-cluster-state"] == "existing" and e["name"] == "cp2"
+    assert node.etcd is not None and [m.is_learner for m in node.etcd.state] == [False, False]
+    assert node.etcd.endpoints_seen[0] == [node.cp1.flags("etcd")["advertise-client-urls"]]
+
+
+# --- the join rows ----------------------------------------------------------------------------------------
+
+ROW = {v.name: v for v in VARIANTS}
+JADV = f"https://{JOIN_ADV}:6443"
+
+
+def worker_defaults(node: JoinedNode) -> None:
+    assert node.bootstrap_kubeconfig()["clusters"][0]["cluster"]["server"] == LOCAL  # cluster-info's server
+    kubelet = node.kubelet()
+    assert kubelet["containerRuntimeEndpoint"] == "unix:///var/run/containerd/containerd.sock"
+    assert kubelet["clusterDNS"] == ["10.96.0.10"] and kubelet["cgroupDriver"] == "systemd"
+    assert "--register-with-taints" not in node.text("/var/lib/kubelet/kubeadm-flags.env")
+    assert node.warnings == []
+    # the cluster's kubelet-config and this node's flags: what cp1's kubelet has, as nothing differs
+    assert node.kubelet() == node.cp1.kubelet()
+    assert node.text("/var/lib/kubelet/kubeadm-flags.env") == node.cp1.text("/var/lib/kubelet/kubeadm-flags.env")
+
+
+def worker_taints(node: JoinedNode) -> None:
+    flags = node.text("/var/lib/kubelet/kubeadm-flags.env")
+    assert "--register-with-taints=dedicated=infra:NoSchedule" in flags  # a worker registers its own taints
+    assert "--node-labels=zone=a" in flags
+
+
+def worker_cri_socket(node: JoinedNode) -> None:
+    assert node.kubelet()["containerRuntimeEndpoint"] == "unix:///run/containerd/containerd.sock"
+    assert len(node.warnings) == 1 and node.warnings[0].startswith(
+        "Usage of CRI endpoints without URL scheme is deprecated")
+
+
+def worker_custom_dirs(node: JoinedNode) -> None:
+    assert node.path("/srv/kube/pki/ca.crt").exists() and not node.path("/etc/kubernetes/pki").exists()
+    assert node.kubelet()["maxPods"] == 42  # the join's own patches directory, given with a trailing slash
+
+
+def control_plane_defaults(node: JoinedNode) -> None:
+    f = node.flags("kube-apiserver")
+    assert (f["advertise-address"], f["etcd-servers"], f["client-ca-file"]) == \
+        (JOIN_ADV, "https://127.0.0.1:2379", f"{PKI}/ca.crt")
+    annotations = node.pods["kube-apiserver"]["metadata"]["annotations"]
+    assert annotations["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"] == f"{JOIN_ADV}:6443"
+    assert node.pods["etcd"]["metadata"]["annotations"]["kubeadm.kubernetes.io/etcd.advertise-client-urls"] == \
+        f"https://{JOIN_ADV}:2379"
+    dns, ips = node.sans(PKI, "apiserver")
+    assert "cp2" in dns and "cp1" not in dns and ips == {"10.96.0.1", JOIN_ADV}
+    assert node.sans(PKI, "etcd/server") == ({"cp2", "localhost"}, {JOIN_ADV, "127.0.0.1", "::1"})
+    assert node.sans(PKI, "etcd/peer") == ({"cp2", "localhost"}, {JOIN_ADV, "127.0.0.1", "::1"})
+    for name in JOIN_KUBECONFIGS:  # no controlPlaneEndpoint: admin.conf too names this node's API server
+        assert node.kubeconfig_server(name) == JADV
+    assert node.bootstrap_kubeconfig()["clusters"][0]["cluster"]["server"] == JADV  # ControlPlaneKubeletLocalMode
+    assert "--register-with-taints" not in node.text("/var/lib/kubelet/kubeadm-flags.env")  # mark-control-plane's
+    assert node.kubelet() == node.cp1.kubelet()
+    for component in ("kube-controller-manager", "kube-scheduler"):  # nothing in them is the node's own
+        assert node.pods[component] == node.cp1.pods[component]
+    assert node.warnings == []
+
+
+def control_plane_endpoint_join(node: JoinedNode) -> None:
+    assert node.kubeconfig_server("admin.conf") == "https://k8s-api.example.com:7443"
+    for name in ("controller-manager.conf", "scheduler.conf"):
+        assert node.kubeconfig_server(name) == JADV
+    assert "k8s-api.example.com" in node.sans(PKI, "apiserver")[0]
+    assert node.bootstrap_kubeconfig()["clusters"][0]["cluster"]["server"] == JADV
+
+
+def worker_control_plane_endpoint(node: JoinedNode) -> None:
+    server = node.bootstrap_kubeconfig()["clusters"][0]["cluster"]["server"]
+    assert server == "https://k8s-api.example.com:7443"  # cluster-info names the endpoint
+
+
+def control_plane_custom_dirs(node: JoinedNode) -> None:
+    pki = "/srv/kube/pki"
+    f, e = node.flags("kube-apiserver"), node.flags("etcd")
+    assert (f["client-ca-file"], f["etcd-cafile"], e["cert-file"]) == \
+        (f"{pki}/ca.crt", f"{pki}/etcd/ca.crt", f"{pki}/etcd/server.crt")
+    assert e["data-dir"] == "/srv/etcd/" and node.volumes("etcd")["etcd-certs"]["path"] == f"{pki}/etcd"
+    assert node.path(f"{pki}/apiserver.crt").exists() and not node.path("/etc/kubernetes/pki").exists()
+    assert node.command("kube-apiserver")[-1] == "--v=4"  # the join's patches directory (trailing slash)
+    assert node.kubelet()["maxPods"] == 42
+
+
+def control_plane_rootless(node: JoinedNode) -> None:
+    for component, uid in (("etcd", 101), ("kube-apiserver", 102), ("kube-controller-manager", 103),
+                           ("kube-scheduler", 104)):
+        assert node.pods[component]["spec"]["securityContext"]["runAsUser"] == uid
+    caps = node.pods["kube-apiserver"]["spec"]["containers"][0]["securityContext"]["capabilities"]
+    assert caps == {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}
+    owners = {"sa.key": (0, 105, 0o640), "sa.pub": (102, 102, 0o600), "etcd/server.key": (101, 100, 0o600),
+              "ca.key": (103, 103, 0o600), "apiserver.key": (102, 102, 0o600)}
+    for rel, want in owners.items():
+        st = node.path(f"{PKI}/{rel}").stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == want, rel
+    data = node.path("/var/lib/etcd").stat()
+    assert (data.st_uid, data.st_gid) == (101, 100)
+    assert "kubeadm-etcd:x:101:100:::/bin/false" in node.text("/etc/passwd")
+
+
+def control_plane_ipv6(node: JoinedNode) -> None:
+    f, e = node.flags("kube-apiserver"), node.flags("etcd")
+    assert (f["advertise-address"], f["etcd-servers"]) == ("fd00::11", "https://[::1]:2379")
+    assert e["listen-client-urls"] == "https://[::1]:2379,https://[fd00::11]:2379"
+    assert e["initial-cluster"] == "cp1=https://[fd00::10]:2380,cp2=https://[fd00::11]:2380"
+    assert node.sans(PKI, "apiserver")[1] == {"fd00:10:96::1", "fd00::11"}
+    assert node.kubeconfig_server("admin.conf") == "https://[fd00::11]:6443"
+    assert node.bootstrap_kubeconfig()["clusters"][0]["cluster"]["server"] == "https://[fd00::11]:6443"
+    assert node.kubelet()["clusterDNS"] == ["fd00:10:96::a"]
+
+
+def join_patches(_root: Path, work: Path) -> None:
+    d = work / "patches"
+    d.mkdir()
+    (d / "kube-apiserver+json.yaml").write_text('[{"op": "add", "path": "/spec/containers/0/command/-", '
+                                                '"value": "--v=4"}]\n')
+    (d / "kubeletconfiguration+merge.yaml").write_text("maxPods: 42\n")
+
+
+CUSTOM = ROW["custom directories with trailing slashes"]
+JOINS = [
+    JoinVariant("worker, defaults", ROW["defaults (ECDSA-P256)"], False, expect=worker_defaults),
+    JoinVariant("worker, taints and kubeletExtraArgs", ROW["defaults (ECDSA-P256)"], False, join={
+        "nodeRegistration": {"taints": [{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}],
+                             "kubeletExtraArgs": [{"name": "node-labels", "value": "zone=a"}]}},
+        expect=worker_taints),
+    JoinVariant("worker, criSocket without scheme", ROW["defaults (ECDSA-P256)"], False,
+                join={"nodeRegistration": {"criSocket": "/run/containerd/containerd.sock"}},
+                expect=worker_cri_socket),
+    JoinVariant("worker, custom directories with trailing slashes", CUSTOM, False, pki="/srv/kube/pki",
+                join={"caCertPath": "/srv/kube/pki/ca.crt", "patches": {"directory": "@WORK@/patches/"}},
+                setup=join_patches, expect=worker_custom_dirs),
+    JoinVariant("worker, controlPlaneEndpoint", ROW["controlPlaneEndpoint"], False,
+                expect=worker_control_plane_endpoint),
+    JoinVariant("control plane, defaults", ROW["defaults (ECDSA-P256)"], True, expect=control_plane_defaults),
+    JoinVariant("control plane, controlPlaneEndpoint", ROW["controlPlaneEndpoint"], True,
+                expect=control_plane_endpoint_join),
+    JoinVariant("control plane, custom directories with trailing slashes", CUSTOM, True, pki="/srv/kube/pki",
+                data_dir="/srv/etcd", join={"caCertPath": "/srv/kube/pki/ca.crt",
+                                            "patches": {"directory": "@WORK@/patches/"}},
+                setup=join_patches, expect=control_plane_custom_dirs),
+    JoinVariant("control plane, RootlessControlPlane", ROW["RootlessControlPlane"], True, setup=accounts,
+                expect=control_plane_rootless),
+    JoinVariant("control plane, IPv6 advertise address", ROW["IPv6"], True,
+                join={"controlPlane": {"localAPIEndpoint": {"advertiseAddress": "fd00::11"}}},
+                expect=control_plane_ipv6),
+]
+
+
+@pytest.mark.parametrize("version", list(VERSIONS))
+@pytest.mark.parametrize("jv", JOINS, ids=[j.name for j in JOINS])
+def test_joined_node_files_match_kubeadm(jv: JoinVariant, version: str, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    node = run_join(jv, version, tmp_path, monkeypatch)
+    check_join_invariants(node, jv)
+    jv.expect(node)
