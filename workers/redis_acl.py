@@ -23,7 +23,11 @@ What the ACL cannot do, and what covers it: key patterns are by name, and run id
 user can write any run's records (tokens and metadata signatures make that useless: a node refuses
 what the control side did not sign, and the control side verifies every run record it uses); kombu's
 unacked index (``unacked``) is shared by every queue, so a node user could plant a message there that a
-restore puts on another queue (it carries no valid token: refused). A node user cannot read or write
+restore puts on another queue (it carries no valid token: refused). ``control`` cannot be closed to node
+users (a node phase's successor, a control phase or the run's finish, is sent there by the node worker
+that ran it), so every task the control worker runs carries a token too: phases, finish, and the cluster
+and batch tasks (``workflows.parent_tasks``); a node user's ``parents:due`` entry only has the control
+side look at a parent sooner, and send it a task it signs itself. A node user cannot read or write
 another node's queue, a cluster's key (``kubeboot:cluster:<name>:key``), nor publish broadcast
 commands to workers (``/<db>.celery.pidbox``); Flower reads nothing of the run state and sends nothing.
 """

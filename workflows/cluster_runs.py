@@ -69,7 +69,8 @@ class Engine:
         return iso(datetime.now(UTC))
 
     def send(self, task: str, run: RunRecord | str, *, countdown: float | None = None) -> None:
-        """Send a parent's task (its id as the only argument) to the run's control queue."""
+        """Send a parent's task (its id as the only argument, and its token: ``workflows.parent_tasks``) to
+        the run's control queue. Only the control side can: it alone holds the signing key."""
         from kubeboot.workflows.routing import routed_queue
         from kubeboot.workflows.runs import declare
 
@@ -78,7 +79,9 @@ class Engine:
             return
         queue = routed_queue(record.route, "control", "")
         declare(self.app, [queue])
-        self.app.signature(task, args=(record.id,), immutable=True, queue=queue).apply_async(countdown=countdown)
+        auth = self.store.signer(record)(task, "", queue)
+        self.app.signature(task, args=(record.id,), kwargs={"auth": auth}, immutable=True,
+                           queue=queue).apply_async(countdown=countdown)
 
 
 _SPECS: dict[str, ClusterRunSpec] = {}

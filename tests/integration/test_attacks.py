@@ -47,13 +47,30 @@ class Attacker:
                   "digest": run.spec_digest, "iat": time.time(), "exp": time.time() + 600, **claims}
         return TaskToken(**fields).sign(self.keys.signing)
 
-    def send(self, task: str, args: list[Any], queue: str, **kwargs: Any) -> str:
+    def send(self, task: str, args: list[Any], queue: str, *, options: dict[str, Any] | None = None,
+             **kwargs: Any) -> str:
         task_id = f"attack-{uuid.uuid4().hex[:8]}"
         from kubeboot.workflows.runs import declare
 
         declare(self.app, [queue])
-        self.app.send_task(task, args=args, kwargs=kwargs, queue=queue, task_id=task_id)
+        self.app.send_task(task, args=args, kwargs=kwargs, queue=queue, task_id=task_id, **(options or {}))
         return task_id
+
+    def idle_cluster(self, name: str) -> str:
+        """A dry-run cluster run of one node, recorded by the control side and left pending: nothing looks
+        at it (it is not in ``parents:due``) until a parent task names it. A ready task would end it
+        succeeded at once (a dry run's Nodes are answered by the fake API), an advance start its init."""
+        from kubeboot.config.cluster import build_cluster
+        from kubeboot.workflows.cluster_plan import ClusterRunSpec
+
+        doc = {"apiVersion": "kubeboot.dev/v1alpha1", "kind": "Cluster", "metadata": {"name": name},
+               "spec": {"clusterConfiguration": {"encryptionAlgorithm": "ECDSA-P256"},
+                        "nodes": [{"name": f"{name}-cp1", "address": "10.9.0.1", "role": "control-plane"}]}}
+        spec = ClusterRunSpec(build_cluster(doc, "attack", kubeadm_checks=False), dry_run=True)
+        run = self.store.create_run(kind="cluster", cluster=name, config=spec.to_config(), plan=spec.steps(),
+                                    run_id=f"c-{uuid.uuid4().hex[:8]}",
+                                    extra={"route": json.dumps(spec.route()), "done": "0"})
+        return run.id
 
     def refusal(self, task_id: str) -> str:
         """The reason the worker recorded for refusing ``task_id`` (waits, bounded)."""
@@ -190,6 +207,36 @@ def test_broadcast_commands_do_not_reach_a_node_worker(engine, attacker, first_r
     log = attacker.node_log()
     assert "Started consuming from" not in log
     assert "shutdown" not in log.lower().replace("shutdown_", "")
+
+
+PARENT_TASKS = ["kubeboot.cluster.ready", "kubeboot.cluster.advance", "kubeboot.batch.advance"]
+
+
+@pytest.mark.parametrize("auth", ["none", "another task's token"])
+@pytest.mark.parametrize("task", PARENT_TASKS)
+def test_a_parent_task_pushed_onto_control_without_its_token_is_refused_and_changes_nothing(
+        engine, attacker, first_run, task: str, auth: str) -> None:
+    client, cluster = engine.client(), attacker.idle_cluster(f"p{uuid.uuid4().hex[:6]}")
+    key = f"kubeboot:run:{cluster}"
+    before = (client.hgetall(key), client.hgetall(f"{key}:phases"), client.xlen(f"{key}:events"))
+    # A node's chain goes on to control, so its Redis user may push there (test_redis_users): a forged parent
+    # task, with a link the control worker would send on to another node's queue if the task ran.
+    kwargs = {} if auth == "none" else {"auth": attacker.token(cluster, "", "control", task="kubeboot.run.finish")}
+    onward = attacker.app.signature(CERTS_CA, args=[first_run["id"], "cp6"], queue="node.cp6", immutable=True)
+    reason = attacker.refusal(attacker.send(task, [cluster], "control", options={"chain": [dict(onward)]}, **kwargs))
+    assert ("no valid authorisation token" if auth == "none" else "not this task's token") in reason
+    assert (client.hgetall(key), client.hgetall(f"{key}:phases"), client.xlen(f"{key}:events")) == before
+    assert engine.store.run_status(cluster) == "pending"
+    assert list(client.scan_iter(f"kubeboot:run:{cluster}.*")) == []  # no child run started
+    assert client.llen("node.cp6") == 0  # nothing sent on
+
+
+def test_the_same_ready_task_signed_by_the_control_side_ends_the_cluster(engine, attacker) -> None:
+    """The positive control of the test above: what the forged task would have done, had it run."""
+    cluster = attacker.idle_cluster(f"p{uuid.uuid4().hex[:6]}")
+    attacker.send("kubeboot.cluster.ready", [cluster], "control",
+                  auth=attacker.token(cluster, "", "control", task="kubeboot.cluster.ready"))
+    assert engine.wait_run(cluster) == "succeeded"
 
 
 @pytest.mark.parametrize("builtin", ["celery.starmap", "celery.accumulate", "celery.backend_cleanup", "celery.chunks"])

@@ -99,6 +99,40 @@ def test_a_node_user_cannot_reach_other_nodes_cluster_keys_or_broadcasts(deploym
         node.execute_command(command.upper(), *args)
 
 
+def test_a_parent_task_a_node_user_pushes_onto_control_is_refused_by_the_control_worker(deployment) -> None:
+    """A node's user may push onto ``control`` (its chain's next link goes there): what stops a forged
+    cluster task is its missing token, checked by the control worker."""
+    from kubeboot.config.cluster import build_cluster
+    from kubeboot.config.settings import Settings
+    from kubeboot.tasks.state import RunStore
+    from kubeboot.tasks.trust.guard import REFUSED_STREAM
+    from kubeboot.tasks.trust.keyring import keyring_for
+    from kubeboot.workers.celery_app import make_app
+    from kubeboot.workflows.cluster_plan import ClusterRunSpec
+
+    settings = Settings(state_dir=deployment["dir"] / "state")
+    control = redis.Redis.from_url(deployment["urls"]["control"])
+    doc = {"apiVersion": "kubeboot.dev/v1alpha1", "kind": "Cluster", "metadata": {"name": "forged"},
+           "spec": {"clusterConfiguration": {"encryptionAlgorithm": "ECDSA-P256"},
+                    "nodes": [{"name": "forged-cp1", "address": "10.9.0.1", "role": "control-plane"}]}}
+    spec = ClusterRunSpec(build_cluster(doc, "test", kubeadm_checks=False), dry_run=True)  # ready: succeeded at once
+    run = RunStore(control, keyring_for(settings, "client")).create_run(
+        kind="cluster", cluster="forged", config=spec.to_config(), plan=spec.steps(), run_id="c-f0f0f0f0",
+        extra={"route": json.dumps(spec.route()), "done": "0"})
+    node_app = make_app(deployment["urls"]["node-cp1"], settings)
+    node_app.send_task("kubeboot.cluster.ready", args=[run.id], queue="control", task_id="forged-ready")
+
+    def refusals() -> list[bytes]:
+        return [f[b"reason"] for _, f in control.xrange(REFUSED_STREAM) if f[b"id"] == b"forged-ready"]
+
+    end = time.monotonic() + DEADLINE
+    while not refusals() and time.monotonic() < end:
+        time.sleep(0.1)
+    assert refusals(), deployment["logs"]()
+    assert b"no valid authorisation token" in refusals()[0]
+    assert control.hget(f"kubeboot:run:{run.id}", "status") == b"pending"
+
+
 def test_flower_user_follows_the_event_channel_and_reads_nothing_else(deployment) -> None:
     flower = redis.Redis.from_url(deployment["urls"]["flower"])
     pubsub = flower.pubsub()
