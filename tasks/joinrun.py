@@ -4,8 +4,10 @@ Reads: the run's config documents (the JoinConfiguration, encrypted in the run s
 secrets discovery left (``tasks.phases.joincontext``). Writes: nothing itself.
 
 The etcd membership turn of a node phase is the cluster's control-plane join lock
-(``tasks.state.lock.control_plane_join_lock``, keyed by the cluster's own name, learnt by discovery):
-one membership change at a time per cluster, the holder being the join run; re-entrant for that run (a
+(``tasks.state.lock.control_plane_join_lock``) under ``turn_cluster``: the cluster's name for people
+and its CA's public-key hash for uniqueness, both learnt by discovery (clusters sharing one Redis are
+often all named ``kubernetes``, kubeadm's default, and must not wait for each other's etcd changes).
+One membership change at a time per cluster, the holder being the join run; re-entrant for that run (a
 retried or resumed etcd-join keeps its turn), recovered when the holding run has ended, and lapsing with
 ``KUBEBOOT_LOCK_TTL`` if its worker vanished. It is held from MemberAddAsLearner to a healthy cluster
 only, not for the whole join: the rest of control-plane joins run side by side.
@@ -14,6 +16,7 @@ only, not for the whole join: the rest of control-plane joins run side by side.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,10 +24,22 @@ from typing import TYPE_CHECKING, Any
 from kubeboot.config.join import JoinConfig
 from kubeboot.tasks.fsutil import NodeFS
 from kubeboot.tasks.phases.context import ControlContext, PhaseContext, SecretsHandle
-from kubeboot.tasks.phases.joincontext import JoinNodeContext, config_for
+from kubeboot.tasks.phases.joincontext import JoinNodeContext, cluster_info, config_for
 
 if TYPE_CHECKING:
     from kubeboot.tasks.runtime import WorkerRuntime
+
+_HASH_CHARS = 16  # of the CA hash in the lock's name: two clusters sharing a prefix only take turns together
+
+
+def turn_cluster(ctx: JoinNodeContext) -> str:
+    """The membership turn's cluster key, once discovery has run: ``<clusterName>-ca-<CA hash prefix>``."""
+    info = cluster_info(ctx)
+    if info is None:
+        raise RuntimeError("the etcd membership turn is taken after discovery; no cluster-info in the run")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", ctx.cfg.cluster.clusterName).strip("-.") or "cluster"
+    return f"{name}-ca-{info.ca_hash.partition(':')[2][:_HASH_CHARS]}"
+
 
 class RedisTurn:
     """``joincontext.Turn`` over the cluster's control-plane join lock, held by the join run."""
@@ -67,7 +82,7 @@ def join_context(rt: WorkerRuntime, run_id: str, node: str, target: str, *, out:
                               show_secrets=False)  # out is the worker log
     ctx = JoinNodeContext(cfg, NodeFS(root or rt.root), out=out, secrets=secrets, scratch=scratch,
                           address_map=rt.address_map, kubelet=rt.kubelet, show_secrets=False, join=join)
-    ctx.turn = RedisTurn(rt, run_id, lambda: ctx.cfg.cluster.clusterName)
+    ctx.turn = RedisTurn(rt, run_id, lambda: turn_cluster(ctx))
     if dry and join.token_discovery is not None:
         from kubeboot.tasks import dryrun
 

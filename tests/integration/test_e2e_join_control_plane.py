@@ -229,7 +229,11 @@ def test_the_joined_nodes_kubeconfigs_are_kubeadms_join_set(ha: HA, node: str) -
 
 
 def test_the_membership_turn_is_free_after_the_joins(ha: HA) -> None:
-    assert ha.box.client().get("kubeboot:cluster:sb1:lock:join-control-plane") is None
+    # The turn is keyed by the cluster's name and CA (tasks.joinrun.turn_cluster): taken (its fence counted
+    # every holding), and free now.
+    key = f"kubeboot:cluster:sb1-ca-{ha.ca_hash.split(':')[1][:16]}:lock:join-control-plane"
+    assert int(ha.box.client().get(f"{key}:fence") or 0) >= 2
+    assert ha.box.client().get(key) is None
 
 
 # --- what fails ---------------------------------------------------------------------------------------
