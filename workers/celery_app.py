@@ -147,21 +147,47 @@ def __getattr__(name: str) -> Any:
     role, node and root from ``KUBEBOOT_WORKER_*`` (``tasks.runtime``); ``kubeboot worker`` sets them."""
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import os
-
     from kubeboot.workers.services import Services
 
+    role = _cli_role()
     svc = Services.connect()
-    role = os.environ.get("KUBEBOOT_WORKER_ROLE", "control")
     app = svc.app([q for q in [_worker_queue()] if q], role=role)
     globals()["app"] = app
     return app
 
 
+def _cli_role() -> str:
+    """The role of the app ``celery -A`` loads. A worker must say which it is: with no role it would get
+    the settings of one by accident (a node-shaped ``-Q node.cp1`` worker with the control worker's remote
+    control and task names), so ``celery ... worker`` without ``KUBEBOOT_WORKER_ROLE`` exits 2. Any other
+    command (``inspect``, ``report``, ``events``) only sends and reads: ``client``, as the CLI."""
+    import os
+
+    import click
+
+    from kubeboot.tasks.runtime import ENV_NODE_ID, ENV_ROLE
+    from kubeboot.workers.cli_common import BAD_INPUT, fail
+
+    role = os.environ.get(ENV_ROLE, "")
+    context = click.get_current_context(silent=True)
+    command = context.invoked_subcommand if context is not None else None
+    if role == "node" and not os.environ.get(ENV_NODE_ID):
+        fail(f"{ENV_ROLE}=node: {ENV_NODE_ID} must name the node this worker serves", BAD_INPUT)
+    if role in ("node", "control"):
+        return role
+    if role:
+        fail(f"{ENV_ROLE}={role}: expected node or control", BAD_INPUT)
+    if command == "worker":
+        fail(f"celery worker: {ENV_ROLE} is not set (node or control); `kubeboot worker node --id ID` and "
+             "`kubeboot worker control` set it", BAD_INPUT)
+    return "client"
+
+
 def _worker_queue() -> str:
     import os
 
+    from kubeboot.tasks.runtime import ENV_NODE_ID
     from kubeboot.workflows.routing import node_queue
 
-    node_id = os.environ.get("KUBEBOOT_WORKER_NODE_ID", "")
+    node_id = os.environ.get(ENV_NODE_ID, "")
     return node_queue(node_id) if node_id else ""
