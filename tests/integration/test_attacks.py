@@ -267,6 +267,7 @@ def test_a_stolen_node_key_reads_nothing_of_another_clusters_runs(engine, attack
     assert control.get_secret(other.id, "admin.conf") == b"admin of cluster other"
     assert w9.run_config(other.id) == secret_config
 
+    provision_node(attacker.settings, "cp1")  # cp1's key (as its worker made it; made here when run alone)
     stolen = RunStore(client, keyring_for(attacker.settings, "node", worker="cp1"))  # cp1's key, stolen
     with pytest.raises((KeyError, SecretError)):
         stolen.run_config(other.id)  # no copy sealed to cp1
