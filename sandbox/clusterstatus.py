@@ -8,7 +8,11 @@ Reads: each control-plane node's ``/etc/kubernetes/pki/ca.crt`` and etcd's healt
 - the **etcd members** are the cluster's member list, asked through etcd's JSON gateway
   (``POST /v3/cluster/member/list``) of the first node's etcd that answers, with the healthcheck-client
   certificate, as ``etcdctl member list`` does; a member is up when ``GET <its client URL>/health``
-  says ``{"health":"true"}``. No etcd answering: no members known.
+  says ``{"health":"true"}``. No etcd answering: no members known;
+- the **leaders** are the ``holderIdentity`` (``<node>_<uuid>``) of the Leases ``kube-system/kube-controller-manager``
+  and ``kube-system/kube-scheduler``, read as ``kubectl get lease`` would with the node's ``admin.conf``,
+  through the API server of the first node that answers; "" for a lease nobody holds (or none yet), and
+  nothing known (None) when no API server answers.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from kubeboot.config import constants as c
+from kubeboot.sandbox.controllermanager import rest
 
 TIMEOUT = 2.0
 PKI = c.DEFAULT_CERTS_DIR.lstrip("/")
+LEASES = ("kube-controller-manager", "kube-scheduler")  # what --leader-elect=true makes them hold
 
 
 @dataclass(frozen=True)
@@ -100,3 +106,26 @@ def etcd_members(nodes: list[ControlPlaneNode]) -> list[dict[str, Any]]:
                         "learner": bool(m.get("isLearner")), "up": bool(urls) and _healthy(urls[0], ctx)})
         return out
     return []
+
+
+def leaders(nodes: list[ControlPlaneNode], port: int = c.APISERVER_PORT) -> dict[str, str] | None:
+    """``{lease: holderIdentity}`` of LEASES, through the first node's API server that answers."""
+    for node in nodes:
+        admin = node.root / c.KUBERNETES_DIR.lstrip("/") / c.ADMIN_CONF
+        try:
+            # This node's own API server, not admin.conf's server (the endpoint: maybe a load balancer).
+            api = rest.Rest(replace(rest.load_access(str(admin)), server=f"https://{node.address}:{port}"), TIMEOUT)
+            return {name: _holder(api, name) for name in LEASES}
+        except (OSError, ssl.SSLError, ValueError, rest.ApiError):
+            continue
+    return None
+
+
+def _holder(api: rest.Rest, name: str) -> str:
+    try:
+        lease = api.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}")
+    except rest.ApiError as e:
+        if e.status == 404:
+            return ""
+        raise
+    return str((lease.get("spec") or {}).get("holderIdentity") or "")

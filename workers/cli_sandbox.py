@@ -76,8 +76,8 @@ def up(clusters: int, control_planes: int | None, workers: int | None, nodes: in
 @sandbox_group.command("status")
 @click.option("-o", "--output", type=OUTPUTS, default="text", show_default=True)
 def status(output: str) -> None:
-    """Show the clusters (endpoint, load balancer, API servers and etcd members up) and the nodes (role,
-    address, queue, whether their worker and kubelet run, their pods)."""
+    """Show the clusters (endpoint, load balancer, API servers and etcd members up, leader of each Lease) and
+    the nodes (role, address, queue, whether their worker and kubelet run, their pods)."""
     _, env = _env()
     doc = env.status()
     if output == "json":
@@ -96,6 +96,10 @@ def status(output: str) -> None:
         pods = ", ".join(_pod(p) for p in r["pods"].get("pods", []))
         click.echo(f"{r['node']:<14} {r['role']:<14} {r['address']:<14} {r['queue']:<20} "
                    f"{'up' if r['worker'] else 'down':<8} {'up' if r['kubelet'] else 'down':<8} {pods}")
+    for c in doc["clusters"]:
+        if c.get("leaders"):
+            click.echo(f"[sandbox] {c['name']}: leaders " + ", ".join(
+                f"{lease} {holder.rsplit('_', 1)[0] or '-'}" for lease, holder in c["leaders"].items()))
     for c in doc["clusters"]:
         if c.get("document"):
             click.echo(f"[sandbox] {c['name']}: kubeboot submit cluster -f {c['document']}")

@@ -12,12 +12,14 @@ etcd's member list and health). The document, stable for ``-o json``::
                                     "backends": [{"address": "127.77.0.1:6443", "up": true, "reason": "readyz 200"}]},
                    "apiServers": [{"node": "sb1-cp1", "address": "127.77.0.1", "up": true}],
                    "etcdMembers": [{"name": "sb1-cp1", "clientURL": "https://127.77.0.1:2379", "learner": false,
-                                    "up": true}]}],
+                                    "up": true}],
+                   "leaders": {"kube-controller-manager": "sb1-cp1_<uuid>", "kube-scheduler": "sb1-cp1_<uuid>"}}],
      "nodes": [{"cluster": "sb1", "node": "sb1-cp1", "role": "control-plane", "address": "127.77.0.1",
                 "queue": "node.sb1-cp1", "worker": true, "kubelet": true, "restarts": {"worker": 0, "kubelet": 0},
                 "pods": {...}}]}
 
 ``loadBalancer`` is null for a cluster with one control-plane node (its endpoint is that node's address).
+``leaders`` holds each Lease's holderIdentity ("" when nobody holds it), null when no API server answers.
 An empty document (``{}``) when no sandbox was ever brought up here.
 """
 
@@ -58,7 +60,7 @@ def status(box: Sandbox, env: SandboxEnv) -> dict[str, Any]:
 
 
 def _cluster(box: Sandbox, name: str, lb_unit: dict[str, Any]) -> dict[str, Any]:
-    from kubeboot.sandbox.clusterstatus import ControlPlaneNode, apiserver_up, etcd_members
+    from kubeboot.sandbox.clusterstatus import ControlPlaneNode, apiserver_up, etcd_members, leaders
     from kubeboot.workers.sandbox_env import alive
 
     planes = [ControlPlaneNode(n.name, n.address, Path(n.root)) for n in box.cluster_nodes(name, "control-plane")]
@@ -69,11 +71,13 @@ def _cluster(box: Sandbox, name: str, lb_unit: dict[str, Any]) -> dict[str, Any]
         backends = _read_json(Path(box.dir) / name / "loadbalancer.json").get("backends") or []
         lb = {"address": box.load_balancers[name], "pid": pid, "up": up,
               "backends": backends if up else [{**b, "up": False} for b in backends]}
+    servers = [{"node": p.name, "address": p.address, "up": apiserver_up(p)} for p in planes]
     return {"name": name, "config": box.clusters[name], "document": box.cluster_docs.get(name),
             "endpoint": box.endpoints.get(name, ""),
             "loadBalancer": lb,
-            "apiServers": [{"node": p.name, "address": p.address, "up": apiserver_up(p)} for p in planes],
-            "etcdMembers": etcd_members(planes)}
+            "apiServers": servers,
+            "etcdMembers": etcd_members(planes),
+            "leaders": leaders([p for p, s in zip(planes, servers, strict=True) if s["up"]])}
 
 
 def _node(env: SandboxEnv, node: SandboxNode, worker: dict[str, Any], kubelet_unit: dict[str, Any]) -> dict[str, Any]:

@@ -189,6 +189,32 @@ def test_an_object_written_through_one_api_server_is_read_through_every_other(ha
         assert got.data == {"from": CP2}, server
 
 
+def test_sandbox_status_shows_three_api_servers_and_etcd_members_up_and_one_leader_per_lease(ha: HA) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def all_up() -> bool:
+        result = ha.box.cli("sandbox", "status", "-o", "json")
+        assert result.returncode == 0, result.stderr
+        (sb1,) = json.loads(result.stdout)["clusters"]
+        seen.append(sb1)
+        return all(x["up"] for x in [*sb1["apiServers"], *sb1["etcdMembers"]]) and bool(sb1["leaders"])
+
+    # Bounded wait: a /readyz or /health answer slower than status's 2 s timeout on a loaded machine is "down".
+    ha.box.wait_for("every API server and etcd member up in sandbox status", all_up, deadline=60)
+    sb1 = seen[-1]
+    assert [(a["node"], a["address"]) for a in sb1["apiServers"]] == [(n, ha.box.address(n)) for n in CPS]
+    assert sorted((m["name"], m["learner"], m["clientURL"]) for m in sb1["etcdMembers"]) == [
+        (n, False, f"https://{ha.box.address(n)}:2379") for n in CPS]
+    # One holder per Lease (holderIdentity "<node>_<uuid>"), a control-plane node of this cluster.
+    assert sorted(sb1["leaders"]) == ["kube-controller-manager", "kube-scheduler"]
+    holders = {lease: identity.rsplit("_", 1)[0] for lease, identity in sb1["leaders"].items()}
+    assert set(holders.values()) <= set(CPS), sb1["leaders"]
+    text = ha.box.cli("sandbox", "status").stdout
+    assert f"{CP1} up, {CP2} up, {CP3} up" in text
+    assert (f"[sandbox] sb1: leaders kube-controller-manager {holders['kube-controller-manager']}, "
+            f"kube-scheduler {holders['kube-scheduler']}") in text
+
+
 @pytest.mark.parametrize("node", [CP2, CP3])
 def test_the_joined_nodes_manifests_are_valid_and_name_the_node(ha: HA, node: str) -> None:
     root, address = ha.box.node_root(node), ha.box.address(node)

@@ -37,6 +37,7 @@ from cryptography.x509.oid import NameOID
 from kubernetes.client.rest import ApiException
 from kubernetes.config import new_client_from_config
 
+from kubeboot.sandbox import clusterstatus
 from kubeboot.sandbox.kubelet import launch
 
 pytestmark = pytest.mark.integration
@@ -252,6 +253,13 @@ def test_a_killed_schedulers_lease_is_kept_until_it_expires_then_taken_over_by_t
     assert after["leaseTransitions"] == 1
     assert (micro(after["acquireTime"]) - micro(kept["renewTime"])).total_seconds() >= LEASE_SECONDS
     cp.wait_for(f"{other} to start scheduling", lambda: '"Starting scheduling"' in cp.log(other))
+    # What `kubeboot sandbox status` shows as leaders: read through the first node whose API server answers.
+    nothing_there = clusterstatus.ControlPlaneNode("gone", cp.others[0], cp.root)  # no API server on its 6443
+    here = clusterstatus.ControlPlaneNode("cp1", cp.address, cp.root)
+    assert clusterstatus.leaders([nothing_there]) is None
+    shown = clusterstatus.leaders([nothing_there, here])
+    assert shown is not None and shown["kube-scheduler"] == after["holderIdentity"]
+    assert shown["kube-scheduler"].rsplit("_", 1)[0] == other
     assert cp.kill(other, signal.SIGTERM) == 0
 
 
