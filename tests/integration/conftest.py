@@ -356,6 +356,21 @@ def write_pki(ctx: Any) -> None:
         kubeconfig.run_kubeconfig_file(ctx, name)
 
 
+def pki_node(root: Path, address: str, port: int, *, name: str = "cp1", **cluster: Any) -> Any:
+    """Node ``name`` on ``address:port`` (ECDSA-P256, ``cluster`` added to its ClusterConfiguration) with the
+    files :func:`write_pki` writes under ``root``; its InitConfig, for the emulated API server's argv."""
+    from kubeboot.config.loader import build_init_config
+    from kubeboot.tasks.fsutil import NodeFS
+    from kubeboot.tasks.phases.context import NodeContext
+
+    cfg = build_init_config([
+        {"apiVersion": V4, "kind": "InitConfiguration", "nodeRegistration": {"name": name},
+         "localAPIEndpoint": {"advertiseAddress": address, "bindPort": port}},
+        {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256", **cluster}])
+    write_pki(NodeContext(cfg, NodeFS(root), out=lambda _line: None))
+    return cfg
+
+
 def bind_cluster_admins(api: Any) -> None:
     """What wait-control-plane does first, with super-admin.conf's client ``api``: admin.conf's group
     (kubeadm:cluster-admins) becomes cluster-admin."""
@@ -373,7 +388,7 @@ def node_phases() -> Any:
     """The helpers above for test modules (a conftest is not importable under importlib mode)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(init=init_phases, control_plane=control_plane_node, pki=write_pki,
+    return SimpleNamespace(init=init_phases, control_plane=control_plane_node, pki=write_pki, pki_node=pki_node,
                            bind_cluster_admins=bind_cluster_admins)
 
 

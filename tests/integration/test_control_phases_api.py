@@ -20,18 +20,16 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from kubeboot.config.loader import build_init_config
 from kubeboot.config.resolved import InitConfig
 from kubeboot.tasks import pki
 from kubeboot.tasks.errors import TemporaryError
-from kubeboot.tasks.fsutil import NodeFS
 from kubeboot.tasks.phases import (
     bootstraptoken,
     markcontrolplane,
     showjoin,
     uploadconfig,
 )
-from kubeboot.tasks.phases.context import ControlContext, NodeContext
+from kubeboot.tasks.phases.context import ControlContext
 
 pytestmark = pytest.mark.integration
 V4 = "kubeadm.k8s.io/v1beta4"
@@ -102,12 +100,7 @@ class Cluster:
 
 
 def generate(root: Path, port: int, node_phases: Any) -> InitConfig:
-    cfg = build_init_config([
-        {"apiVersion": V4, "kind": "InitConfiguration", "nodeRegistration": {"name": NODE},
-         "localAPIEndpoint": {"advertiseAddress": ADDRESS, "bindPort": port}},
-        {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256",
-         "controlPlaneEndpoint": f"{ADDRESS}:{port}"}])
-    node_phases.pki(NodeContext(cfg, NodeFS(root), out=lambda _line: None))
+    cfg: InitConfig = node_phases.pki_node(root, ADDRESS, port, name=NODE, controlPlaneEndpoint=f"{ADDRESS}:{port}")
     return cfg
 
 

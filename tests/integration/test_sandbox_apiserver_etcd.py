@@ -27,13 +27,9 @@ from typing import Any
 import pytest
 from kubernetes import client, config, watch
 
-from kubeboot.config.loader import build_init_config
 from kubeboot.sandbox.informer import Informer
-from kubeboot.tasks.fsutil import NodeFS
-from kubeboot.tasks.phases.context import NodeContext
 
 pytestmark = pytest.mark.integration
-V4 = "kubeadm.k8s.io/v1beta4"
 ADDRESS = "127.0.52.1"
 RBAC = "rbac.authorization.k8s.io"
 DEADLINE = 30.0  # bound of the waits below; never a timing assertion
@@ -68,11 +64,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any,
             node_phases: Any) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("node")
     ports = [free_port() for _ in range(2)]
-    cfg = build_init_config([
-        {"apiVersion": V4, "kind": "InitConfiguration", "nodeRegistration": {"name": "cp1"},
-         "localAPIEndpoint": {"advertiseAddress": ADDRESS, "bindPort": ports[0]}},
-        {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256"}])
-    node_phases.pki(NodeContext(cfg, NodeFS(root), out=lambda _line: None))
+    cfg = node_phases.pki_node(root, ADDRESS, ports[0])
     argv = emulated_apiserver.argv(cfg, root)
     a = emulated_apiserver.start(root, argv, ADDRESS, ports[0], root / "a.log")
     b = emulated_apiserver.start(root, [f"--secure-port={ports[1]}" if x.startswith("--secure-port=") else x

@@ -15,13 +15,9 @@ from typing import Any
 import pytest
 from kubernetes import client, watch
 
-from kubeboot.config.loader import build_init_config
 from kubeboot.tasks import pki
-from kubeboot.tasks.fsutil import NodeFS
-from kubeboot.tasks.phases.context import NodeContext
 
 pytestmark = pytest.mark.integration
-V4 = "kubeadm.k8s.io/v1beta4"
 ADDRESS = "127.0.50.1"
 PKI = "etc/kubernetes/pki"
 
@@ -40,11 +36,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any,
            node_phases: Any) -> Iterator[ApiServer]:
     root = tmp_path_factory.mktemp("node")
     port = free_port()
-    cfg = build_init_config([
-        {"apiVersion": V4, "kind": "InitConfiguration", "nodeRegistration": {"name": "cp1"},
-         "localAPIEndpoint": {"advertiseAddress": ADDRESS, "bindPort": port}},
-        {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256"}])
-    node_phases.pki(NodeContext(cfg, NodeFS(root), out=lambda _line: None))
+    cfg = node_phases.pki_node(root, ADDRESS, port)
     api = emulated_apiserver.start(root, emulated_apiserver.argv(cfg, root), ADDRESS, port)
     yield api
     assert api.stop() == 0

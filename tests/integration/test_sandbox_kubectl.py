@@ -27,12 +27,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from kubeboot.config.loader import build_init_config
-from kubeboot.tasks.fsutil import NodeFS
-from kubeboot.tasks.phases.context import NodeContext
-
 pytestmark = pytest.mark.integration
-V4 = "kubeadm.k8s.io/v1beta4"
 ADDRESS = "127.0.54.1"
 DEADLINE = 60.0  # bound of every kubectl run and wait below; never a timing assertion
 
@@ -71,11 +66,7 @@ def kubectl_binary() -> str:
 def server(tmp_path_factory: pytest.TempPathFactory, emulated_apiserver: Any, node_phases: Any) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("node")
     port = free_port()
-    cfg = build_init_config([
-        {"apiVersion": V4, "kind": "InitConfiguration", "nodeRegistration": {"name": "cp1"},
-         "localAPIEndpoint": {"advertiseAddress": ADDRESS, "bindPort": port}},
-        {"apiVersion": V4, "kind": "ClusterConfiguration", "encryptionAlgorithm": "ECDSA-P256"}])
-    node_phases.pki(NodeContext(cfg, NodeFS(root), out=lambda _line: None))
+    cfg = node_phases.pki_node(root, ADDRESS, port)
     api = emulated_apiserver.start(root, emulated_apiserver.argv(cfg, root), ADDRESS, port, root / "apiserver.log")
     node_phases.bind_cluster_admins(api.client())
     yield Server(root, api)
