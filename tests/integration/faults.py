@@ -4,7 +4,8 @@ No production hook: ``PhaseTask`` resolves a phase's ``module:function`` with im
 runs, so replacing that attribute in the phase module (here, in the worker's main process, before the
 pool forks) wraps the phase for every pool child.
 
-``KUBEBOOT_TEST_FAULTS`` holds a JSON list of faults, each naming an init phase path:
+``KUBEBOOT_TEST_FAULTS`` holds a JSON list of faults, each naming a phase path of its ``"workflow"``:
+``"init"`` (the default), ``"join"``, or ``"*"`` (the path in every workflow that has it):
 
 - ``{"kind": "temporary", "phase": P, "times": N, "counter": FILE}``: raise ``TemporaryError`` the
   first N calls; the call count lives in FILE so it holds across processes and restarts.
@@ -14,7 +15,8 @@ pool forks) wraps the phase for every pool child.
 - ``{"kind": "hang", "phase": P}``: never return, not even on the soft time limit (a phase stuck in
   code that swallows it): only the hard time limit ends it.
 - ``{"kind": "count", "phase": P | "*", "dir": DIR}``: count every run of the phase's action (of every
-  phase's, with ``*``) in ``DIR/<path with / as _>`` (the exactly-once tests read them).
+  phase's, with ``*``) in ``DIR/<path with / as _>`` (the exactly-once tests read them); with
+  ``"per_node": true`` in ``DIR/<workflow>.<node>.<path with / as _>`` (several runs, nodes and workflows).
 - ``{"kind": "duplicate-publish"}``: every task message this worker sends (the chain's next link, a
   retry, a recovery re-send) is published twice, as an at-least-once broker may deliver it.
 - ``{"kind": "kill-after-success", "phase": P, "flag": FILE, "whole": bool}``: once (FILE records it),
@@ -24,7 +26,9 @@ pool forks) wraps the phase for every pool child.
 Any fault may name a ``"node"``: then only that node's phase (the config's node name) is affected.
 
 A phase that shares its function with siblings (``certs/ca`` and ``certs/apiserver`` both call
-``run_cert``) is told apart by its arguments, as the phase tree gives them.
+``run_cert``) is told apart by its arguments, as the phase tree gives them; and a fault acts only inside
+its phase's own task (``kubeboot.<workflow>.<path>``), so a join phase that calls an init phase's function
+(the same certificate helpers) is not mistaken for that init phase.
 """
 
 from __future__ import annotations
@@ -42,8 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from kubeboot.tasks.errors import PermanentError, TemporaryError
-from kubeboot.workflows.init_tree import INIT_PHASES
-from kubeboot.workflows.phase import walk
+from kubeboot.workflows.phase import PlacedPhase, walk
+from kubeboot.workflows.registry import WORKFLOWS
 
 ENV = "KUBEBOOT_TEST_FAULTS"
 BARRIER_LIMIT = 90.0  # a barrier nobody releases ends as a failed phase, never as a stuck worker
@@ -96,14 +100,30 @@ def _after(fault: dict[str, Any]) -> None:
         _wait_for_release(Path(fault["dir"]), fault["phase"])
 
 
-def _wrap(fn: Callable[..., None], fault: dict[str, Any], args: tuple[str, ...]) -> Callable[..., None]:
+def _running_task() -> str | None:
+    """The name of the task this process runs now (None outside a task)."""
+    from celery import current_task
+
+    return getattr(current_task, "name", None)
+
+
+def _count_file(fault: dict[str, Any], node: str) -> Path:
+    name = fault["phase"].replace("/", "_")
+    if fault.get("per_node"):
+        name = f"{fault['workflow']}.{node}.{name}"
+    return Path(fault["dir"]) / name
+
+
+def _wrap(fn: Callable[..., None], fault: dict[str, Any], placed: PlacedPhase) -> Callable[..., None]:
     @functools.wraps(fn)
     def faulty(ctx: Any, *call_args: str) -> None:
-        if tuple(call_args) != args or fault.get("node", ctx.cfg.node_name) != ctx.cfg.node_name:
-            fn(ctx, *call_args)  # a sibling phase sharing this function, or another node's phase
+        node = ctx.cfg.node_name
+        if (tuple(call_args) != placed.phase.args or fault.get("node", node) != node
+                or _running_task() not in (None, placed.task_name)):
+            fn(ctx, *call_args)  # a sibling phase sharing this function, another node's, or another phase's helper
             return
         if fault["kind"] == "count":
-            _count_call(Path(fault["dir"]) / fault["phase"].replace("/", "_"))
+            _count_call(_count_file(fault, node))
         _before(fault)
         fn(ctx, *call_args)
         _after(fault)
@@ -137,7 +157,8 @@ def _kill_after_success(fault: dict[str, Any]) -> None:
     def complete_then_die(self: RunStore, run_id: str, node: str, path: str, **kwargs: Any) -> Any:
         verdict = complete(self, run_id, node, path, **kwargs)
         flag = Path(fault["flag"])
-        if path == fault["phase"] and verdict.action == "ok" and not flag.exists():
+        mine = path == fault["phase"] and fault.get("node", node) == node
+        if mine and verdict.action == "ok" and not flag.exists():
             flag.write_text(str(os.getpid()))
             os.killpg(os.getpgid(0), signal.SIGKILL) if fault.get("whole") else os.kill(os.getpid(), signal.SIGKILL)
         return verdict
@@ -145,8 +166,26 @@ def _kill_after_success(fault: dict[str, Any]) -> None:
     RunStore.complete_phase = complete_then_die  # type: ignore[method-assign]
 
 
+def _targets(fault: dict[str, Any]) -> list[PlacedPhase]:
+    """The phases a fault names: its path (or every phase with an action, for ``*``) in its workflow(s)."""
+    workflow = fault.get("workflow", "init")
+    found = []
+    for name, roots in WORKFLOWS.items():
+        if workflow not in ("*", name):
+            continue
+        placed = {p.path: p for p in walk(roots, name)}
+        if fault["phase"] == "*":
+            found += [p for p in placed.values() if p.phase.action]
+        elif fault["phase"] in placed:
+            found.append(placed[fault["phase"]])
+        elif workflow != "*":
+            raise ValueError(f"no phase {fault['phase']} in the {name} workflow")
+    if not found:
+        raise ValueError(f"no phase {fault['phase']} in any workflow")
+    return found
+
+
 def install(faults: list[dict[str, Any]]) -> None:
-    phases = {p.path: p.phase for p in walk(INIT_PHASES, "init")}
     for fault in faults:
         if fault["kind"] == "duplicate-publish":
             _duplicate_publishes()
@@ -154,14 +193,14 @@ def install(faults: list[dict[str, Any]]) -> None:
         if fault["kind"] == "kill-after-success":
             _kill_after_success(fault)
             continue
-        targets = [p for p, ph in phases.items() if ph.action] if fault["phase"] == "*" else [fault["phase"]]
-        for path in targets:
-            phase = phases[path]
-            if phase.action is None:
-                raise ValueError(f"phase {path} has no action to wrap")
-            module_name, _, func = phase.action.partition(":")
+        for placed in _targets(fault):
+            if placed.phase.action is None:
+                raise ValueError(f"phase {placed.path} has no action to wrap")
+            module_name, _, func = placed.phase.action.partition(":")
             module = importlib.import_module(module_name)
-            setattr(module, func, _wrap(getattr(module, func), {**fault, "phase": path}, phase.args))
+            workflow = placed.task_name.split(".")[1]
+            setattr(module, func, _wrap(getattr(module, func), {**fault, "phase": placed.path, "workflow": workflow},
+                                        placed))
 
 
 install(json.loads(os.environ.get(ENV) or "[]"))
