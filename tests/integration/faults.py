@@ -25,6 +25,12 @@ pool forks) wraps the phase for every pool child.
 
 Any fault may name a ``"node"``: then only that node's phase (the config's node name) is affected.
 
+A ``barrier``, ``permanent``, ``temporary``, ``hang`` or ``count`` fault may give ``"call": "module:function"``
+instead of a phase: it then wraps that module-level function, which phases call through their module (a
+point inside a phase: ``kubeboot.tasks.phases.joinetcd:_add_learner`` returns once the etcd learner is
+added, before ``etcd.yaml`` is written); ``"node"`` is then read from the function's first argument
+when it is a phase context.
+
 A phase that shares its function with siblings (``certs/ca`` and ``certs/apiserver`` both call
 ``run_cert``) is told apart by its arguments, as the phase tree gives them; and a fault acts only inside
 its phase's own task (``kubeboot.<workflow>.<path>``), so a join phase that calls an init phase's function
@@ -131,6 +137,22 @@ def _wrap(fn: Callable[..., None], fault: dict[str, Any], placed: PlacedPhase) -
     return faulty
 
 
+def _wrap_call(fn: Callable[..., Any], fault: dict[str, Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def faulty(*args: Any, **kwargs: Any) -> Any:
+        node = getattr(getattr(args[0] if args else None, "cfg", None), "node_name", None)
+        if fault.get("node", node) != node:
+            return fn(*args, **kwargs)
+        if fault["kind"] == "count":
+            _count_call(_count_file(fault, str(node)))
+        _before(fault)
+        result = fn(*args, **kwargs)
+        _after(fault)
+        return result
+
+    return faulty
+
+
 def _duplicate_publishes() -> None:
     """Every message sent twice: the worker's app builds its sender from this method, lazily."""
     from celery.app.amqp import AMQP
@@ -192,6 +214,12 @@ def install(faults: list[dict[str, Any]]) -> None:
             continue
         if fault["kind"] == "kill-after-success":
             _kill_after_success(fault)
+            continue
+        if "call" in fault:
+            module_name, _, func = fault["call"].partition(":")
+            module = importlib.import_module(module_name)
+            setattr(module, func, _wrap_call(getattr(module, func), {**fault, "phase": fault["call"],
+                                                                      "workflow": "call"}))
             continue
         for placed in _targets(fault):
             if placed.phase.action is None:
