@@ -145,11 +145,13 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, e2e: Any) -> Iterator[Sweep]
             submitted = box.cli(*_join_flags(box, endpoint, join, node))
             assert submitted.returncode == 0, f"{submitted.stdout}\n{submitted.stderr}"
             c.runs[node] = json.loads(submitted.stdout)["run"]["id"]
-        for node, phase in SWEEP.items():
-            box.wait_for(f"{node}'s worker at its gate in {phase}", (gates[node] / "reached").exists, deadline=120)
+        while len(c.killed) < len(SWEEP):  # each worker killed as soon as it is at its gate
+            box.wait_for("a worker at its gate", lambda: any((gates[n] / "reached").exists() for n in SWEEP
+                                                             if n not in c.killed), deadline=120)
+            node = next(n for n in SWEEP if n not in c.killed and (gates[n] / "reached").exists())
             dead = box.procs[node].pid
             box.kill(node)  # SIGKILL to the worker's whole process group, mid-phase
-            c.killed[node] = box.phase(c.runs[node], phase, node).status
+            c.killed[node] = box.phase(c.runs[node], SWEEP[node], node).status
             if node == CP2:
                 c.etcd_at_kill = _etcd(box).members()
                 c.manifest_at_kill = (box.node_root(CP2) / "etc/kubernetes/manifests/etcd.yaml").exists()
