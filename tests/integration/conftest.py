@@ -7,6 +7,8 @@ import ssl
 import subprocess
 import sys
 import sysconfig
+import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -646,6 +648,60 @@ class Engine:
     def phase(self, run_id: str, path: str, node: str = "cp1") -> PhaseRecord:
         records = self.store.phase_records(run_id)
         return next(r for r in records if r.node == node and r.path == path)
+
+    def task_events(self) -> TaskEvents:
+        """Listen to this engine's task events from now on (close it before the engine stops Redis)."""
+        return TaskEvents(self)
+
+
+class TaskEvents:
+    """The task events of an engine's broker from now on, with Flower's view of each task
+    (``celery.events.state.State``, as Flower keeps it): ``Engine.task_events``."""
+
+    def __init__(self, engine: Engine) -> None:
+        from celery import Celery
+        from celery.events.state import State
+
+        from kubeboot.workers.celery_app import kombu_url
+
+        self.app = Celery("events", broker=kombu_url(engine.embedded().url))
+        self.state = State()
+        self.types: dict[str, set[str]] = collections.defaultdict(set)  # task name -> event types seen
+        self._names: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._conn = self.app.connection_for_read()
+        self._receiver = self.app.events.Receiver(self._conn, handlers={"*": self._on_event})
+        self._thread = threading.Thread(target=self._receiver.capture, kwargs={"limit": None}, daemon=True)
+        self._thread.start()
+        probe = f"probe-{uuid.uuid4()}"
+        with self.app.events.default_dispatcher() as dispatcher:
+            engine.wait_for("the event receiver to listen",
+                            lambda: dispatcher.send("task-probe", uuid=probe) is None and probe in self._names)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if not event["type"].startswith("task-"):
+            return
+        with self._lock:
+            self.state.event(event)
+            if event.get("name"):
+                self._names[event["uuid"]] = event["name"]
+            self._names.setdefault(event["uuid"], "?")
+            self.types[self._names[event["uuid"]]].add(event["type"])
+
+    def names_with(self, event_type: str) -> set[str]:
+        with self._lock:
+            return {name for name, types in self.types.items() if event_type in types}
+
+    def flower_state(self, task_id: str) -> str | None:
+        with self._lock:
+            task = self.state.tasks.get(task_id)
+            return None if task is None else str(task.state)
+
+    def close(self) -> None:
+        """Stop listening before the engine stops Redis (the receiver wakes up every second)."""
+        self._receiver.should_stop = True
+        self._thread.join(timeout=30)
+        self._conn.release()
 
 
 @pytest.fixture

@@ -11,62 +11,11 @@ attempts ends FAILURE and the chain stops there. Task events are read as Flower 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 NODE_QUEUE = "node.cp1"
-
-
-class TaskEvents:
-    """The task events of the engine's broker from now on, with Flower's view of each task."""
-
-    def __init__(self, engine: Any) -> None:
-        from celery import Celery
-        from celery.events.state import State
-
-        from kubeboot.workers.celery_app import kombu_url
-
-        self.app = Celery("events", broker=kombu_url(engine.embedded().url))
-        self.state = State()
-        self.types: dict[str, set[str]] = defaultdict(set)  # task name -> event types seen
-        self._names: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self._conn = self.app.connection_for_read()
-        self._receiver = self.app.events.Receiver(self._conn, handlers={"*": self._on_event})
-        self._thread = threading.Thread(target=self._receiver.capture, kwargs={"limit": None}, daemon=True)
-        self._thread.start()
-        probe = f"probe-{uuid.uuid4()}"
-        with self.app.events.default_dispatcher() as dispatcher:
-            engine.wait_for("the event receiver to listen",
-                            lambda: dispatcher.send("task-probe", uuid=probe) is None and probe in self._names)
-
-    def _on_event(self, event: dict[str, Any]) -> None:
-        if not event["type"].startswith("task-"):
-            return
-        with self._lock:
-            self.state.event(event)
-            if event.get("name"):
-                self._names[event["uuid"]] = event["name"]
-            self._names.setdefault(event["uuid"], "?")
-            self.types[self._names[event["uuid"]]].add(event["type"])
-
-    def names_with(self, event_type: str) -> set[str]:
-        with self._lock:
-            return {name for name, types in self.types.items() if event_type in types}
-
-    def flower_state(self, task_id: str) -> str | None:
-        with self._lock:
-            task = self.state.tasks.get(task_id)
-            return None if task is None else str(task.state)
-
-    def close(self) -> None:
-        """Stop listening before the engine stops Redis (the receiver wakes up every second)."""
-        self._receiver.should_stop = True
-        self._thread.join(timeout=30)
-        self._conn.release()
 
 
 def _counts(directory: Path) -> dict[str, int]:
@@ -119,7 +68,7 @@ def test_every_message_delivered_twice_runs_each_phase_once_and_finishes_the_run
     engine.start_redis()
     run_id = engine.submit(engine.config())  # no worker yet: its first message waits in the node's queue
     _deliver_queued_message_twice(engine.client(), NODE_QUEUE)
-    events = TaskEvents(engine)
+    events = engine.task_events()
     try:
         _workers(engine, concurrency=2)
         assert engine.wait_run(run_id) == "succeeded", engine.logs()
@@ -186,7 +135,7 @@ def test_a_phase_out_of_attempts_ends_as_failure_and_its_chain_goes_no_further(e
     engine.faults = [{"kind": "temporary", "phase": "kubeconfig/admin", "times": 99,
                       "counter": str(tmp_path / "calls")}]
     engine.start_redis()
-    events = TaskEvents(engine)
+    events = engine.task_events()
     try:
         engine.start_workers()
         run_id = engine.submit(engine.config())

@@ -15,9 +15,7 @@ copy that must not go on ends IGNORED as Flower shows it (``celery.events.state.
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -28,50 +26,6 @@ pytestmark = pytest.mark.integration
 
 API = "kubeboot.dev/v1alpha1"
 QUEUE = "dry-run"  # every task of a dry run, the cluster's own included
-
-
-class TaskEvents:
-    """The task events of the engine's broker from now on, with Flower's view of each task (the receiver
-    ``test_engine_exactly_once`` uses for init runs)."""
-
-    def __init__(self, engine: Any) -> None:
-        from celery import Celery
-        from celery.events.state import State
-
-        from kubeboot.workers.celery_app import kombu_url
-
-        self.app = Celery("events", broker=kombu_url(engine.embedded().url))
-        self.state = State()
-        self.types: dict[str, set[str]] = defaultdict(set)  # task name -> event types seen
-        self._names: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self._conn = self.app.connection_for_read()
-        self._receiver = self.app.events.Receiver(self._conn, handlers={"*": self._on_event})
-        self._thread = threading.Thread(target=self._receiver.capture, kwargs={"limit": None}, daemon=True)
-        self._thread.start()
-        probe = f"probe-{uuid.uuid4()}"
-        with self.app.events.default_dispatcher() as dispatcher:
-            engine.wait_for("the event receiver to listen",
-                            lambda: dispatcher.send("task-probe", uuid=probe) is None and probe in self._names)
-
-    def _on_event(self, event: dict[str, Any]) -> None:
-        if not event["type"].startswith("task-"):
-            return
-        with self._lock:
-            self.state.event(event)
-            if event.get("name"):
-                self._names[event["uuid"]] = event["name"]
-            self._names.setdefault(event["uuid"], "?")
-            self.types[self._names[event["uuid"]]].add(event["type"])
-
-    def names_with(self, event_type: str) -> set[str]:
-        with self._lock:
-            return {name for name, types in self.types.items() if event_type in types}
-
-    def close(self) -> None:
-        self._receiver.should_stop = True
-        self._thread.join(timeout=30)
-        self._conn.release()
 
 
 def cluster_doc(name: str, control_planes: int, workers: int) -> dict[str, Any]:
@@ -152,7 +106,7 @@ def test_every_message_of_a_dry_run_cluster_delivered_twice_runs_each_phase_once
     engine.start_redis()
     cluster_id = submit_cluster(engine, cluster_doc("dup", 2, 2))  # no worker yet: its advance waits
     deliver_queued_message_twice(engine.client(), QUEUE)
-    events = TaskEvents(engine)
+    events = engine.task_events()
     try:
         control_worker(engine, concurrency=2)
         assert engine.wait_run(cluster_id) == "succeeded", engine.logs()
