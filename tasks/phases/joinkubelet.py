@@ -104,7 +104,9 @@ def refuse_ready_namesake(ctx: JoinNodeContext, info: disc.ClusterInfo) -> None:
                                  "cluster or has expired") from None
         raise TemporaryError(f"{what}: {kubeapi.describe(e)}") from e
     for cond in (node.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready" and cond.get("status") == "True":
+        # A copy of this phase that died after starting the kubelet leaves it bootstrapping: it may have
+        # registered the Node and gone Ready since the caller looked, and then the Node is this one's.
+        if cond.get("type") == "Ready" and cond.get("status") == "True" and not kubelet_client_ready(ctx, info.ca_pem):
             raise PermanentError(f'a Node with name "{name}" and status "Ready" already exists in the cluster. You '
                                  "must delete the existing Node or change the name of this new joining Node")
 

@@ -4,6 +4,7 @@ done its TLS bootstrap, and a worker join's control-plane phases doing nothing."
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,33 @@ def test_a_node_has_bootstrapped_when_kubelet_conf_holds_its_own_certificate(
 def test_no_kubelet_conf_means_no_bootstrap_yet(tmp_path: Path) -> None:
     ca, _ = _ca()
     assert joinkubelet.kubelet_client_ready(context(tmp_path), pki.cert_to_pem(ca)) is False
+
+
+class ReadyNodeApi:
+    """An API server whose Node of the asked name is Ready."""
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        from types import SimpleNamespace
+
+        node = {"kind": "Node", "metadata": {"name": "w1"},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+        return SimpleNamespace(data=json.dumps(node).encode())
+
+
+def test_a_ready_namesake_is_refused_unless_this_nodes_own_kubelet_registered_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy of kubelet-start that died after starting the kubelet leaves it bootstrapping: by the time a
+    later copy asks for the Node, this node's own kubelet may have registered it and gone Ready."""
+    ctx = context(tmp_path)
+    ca, ca_key = _ca()
+    info = d.ClusterInfo(server="https://10.0.0.1:6443", ca_pem=pki.cert_to_pem(ca), kubeconfig="")
+    monkeypatch.setattr(joinkubelet, "bootstrap_client", lambda _ctx, _info: ReadyNodeApi())
+    with pytest.raises(PermanentError, match='a Node with name "w1" and status "Ready" already exists'):
+        joinkubelet.refuse_ready_namesake(ctx, info)  # another machine's
+    # This node's kubelet finished its TLS bootstrap with this cluster's CA, as w1: the Ready Node is its own.
+    ctx.fs.write("/etc/kubernetes/kubelet.conf", _kubelet_conf())
+    ctx.fs.write("/var/lib/kubelet/pki/kubelet-client-current.pem", _kubelet_pem(ca, ca_key, "system:node:w1"))
+    assert joinkubelet.refuse_ready_namesake(ctx, info) is None
 
 
 # --- a worker's control-plane phases -------------------------------------------------------------------
