@@ -105,20 +105,31 @@ def batch_table(view: BatchView, flower: str) -> str:
 def follow(store: RunStore, run_id: str, out: Callable[[str], None], *, summary: Callable[[], str] | None = None,
            deadline: float | None = None, every: float = 10.0) -> str:
     """Print the parent's events (and, for a cluster, its children's) until it ends; ``summary`` every
-    ``every`` seconds. Returns the final status."""
+    ``every`` seconds. Returns the final status.
+
+    Each look gathers what every stream gained (a child found in it is read in the same look) and prints
+    it in the order Redis recorded it: stream entry ids are Redis's clock, one clock for every run."""
     from kubeboot.workers.progress import event_line
 
     seen: dict[str, str] = {run_id: "0"}
+    record = store.get_run(run_id)
+    is_cluster = record is not None and record.kind == "cluster"
     last_summary = time.monotonic()
     while True:
         status = store.run_status(run_id) or "unknown"
-        for stream in list(seen):
+        gained: list[tuple[tuple[int, int], str, Any]] = []
+        pending = list(seen)
+        while pending:
+            stream = pending.pop()
             for ev in store.events(stream, seen[stream]):
                 seen[stream] = ev.id
-                out(_prefixed(stream, run_id, event_line(ev)))
-                child = _child_of(ev, run_id, store)
+                gained.append((_entry_order(ev.id), stream, ev))
+                child = _child_of(ev, run_id) if is_cluster and stream == run_id else None
                 if child and child not in seen:
                     seen[child] = "0"
+                    pending.append(child)
+        for _, stream, ev in sorted(gained, key=lambda g: g[0]):
+            out(_prefixed(stream, run_id, event_line(ev)))
         if status in FINAL or (deadline is not None and time.monotonic() > deadline):
             return status
         if summary and time.monotonic() - last_summary >= every:
@@ -127,15 +138,20 @@ def follow(store: RunStore, run_id: str, out: Callable[[str], None], *, summary:
         time.sleep(0.5)
 
 
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ``<ms>-<seq>`` as a sortable pair."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _prefixed(stream: str, root: str, line: str) -> str:
     return line if stream == root else f"{line}  ({stream})"
 
 
-def _child_of(ev: Any, run_id: str, store: RunStore) -> str | None:
+def _child_of(ev: Any, run_id: str) -> str | None:
     """A cluster run's step event names a node whose child run's events are worth following."""
-    if ev.event != "started" or not ev.node or store.get_run(run_id) is None:
+    if ev.event != "started" or not ev.node:
         return None
     from kubeboot.workflows.cluster_plan import child_id
 
-    record = store.get_run(run_id)
-    return child_id(run_id, ev.node) if record is not None and record.kind == "cluster" else None
+    return child_id(run_id, ev.node)
