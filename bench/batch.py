@@ -9,7 +9,9 @@ dir, always torn down).
       of one cluster's runs), ``status BATCH`` latency (in process and the whole CLI), and
       ratio = CPU seconds per cluster of the batch (worker and Redis) / CPU seconds per cluster in process
       (target <= 1.2; CPU rather than wall time: the machine is shared), with the worker's pool at one child
-      (this process's parallelism) and at two.
+      (this process's parallelism) and at two; and beside it Celery alone: chains of as many no-op tasks
+      as a cluster sends messages, on the same worker and queue, whose CPU is the floor of that ratio for
+      any engine built on Celery (``bench.noop``).
 (b) ``sandbox``: a sandbox batch of K clusters (1+1) at concurrency C, against one cluster alone:
       clusters per minute, CPU seconds per cluster (every sandbox process, Redis and the CLI), and
       batch time / (one cluster alone x K / C).
@@ -142,7 +144,9 @@ def dry_batch(count: int, pool: int, tmp: Path) -> dict[str, float]:
     svc = Services.connect()
     log = (tmp / f"control-{pool}.log").open("ab")
     worker = subprocess.Popen([sys.executable, "-m", "kubeboot.workers.cli", "worker", "control", "--concurrency",
-                               str(pool)], stdout=log, stderr=log, start_new_session=True)
+                               str(pool), "--include", "bench.noop"], stdout=log, stderr=log, start_new_session=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                  filter(None, [os.getcwd(), os.environ.get("PYTHONPATH", "")]))})
     try:
         while svc.redis.get("kubeboot:queue:dry-run:consumer") is None:
             time.sleep(0.1)
@@ -185,7 +189,10 @@ def dry_batch(count: int, pool: int, tmp: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         cli("status", batch_id, "-o", "json")
         status_cli = time.perf_counter() - t0
+        hops = round((stats.get("lpush", 0) - stats0.get("lpush", 0)) / count)  # task messages per cluster
+        bare_cpu = bare_chains(svc, min(count, 200), hops, worker.pid, redis_pid)
         return {"seconds": elapsed, "per_cluster": elapsed / count, "per_minute": count / elapsed * 60,
+                "hops": hops, "bare_cpu_per_chain": bare_cpu,
                 "memory_per_cluster": (after - before) / count, "keys_per_cluster": per_cluster_keys,
                 "status_in_process": status_in_process, "status_cli": status_cli, "cpu_per_cluster": cpu / count,
                 "redis_cpu_per_cluster": redis_cpu / count, "commands_per_cluster": calls / count}
@@ -193,6 +200,33 @@ def dry_batch(count: int, pool: int, tmp: Path) -> dict[str, float]:
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(60)
         EmbeddedRedis(svc.settings.state_dir).stop()
+
+
+def bare_chains(svc: Any, chains: int, hops: int, worker_pid: int, redis_pid: int) -> float:
+    """CPU seconds (worker and Redis) per Celery chain of ``hops`` no-op tasks on the same worker and queue,
+    at the batch's concurrency: what Celery alone costs for as many hops as a cluster has."""
+    from celery import chain
+
+    from bench.noop import DONE_KEY
+    from kubeboot.workflows.routing import DRY_RUN_QUEUE
+
+    app = svc.app()
+    cpu0, redis0 = cpu_seconds(tree(worker_pid)), cpu_seconds([redis_pid]) if redis_pid else 0.0
+    in_flight: list[str] = []
+    for i in range(chains):
+        run_id = f"bare-{i}"
+        sigs = [app.signature("kubeboot.bench.noop", args=(run_id, "bare"), immutable=True, queue=DRY_RUN_QUEUE)
+                for _ in range(hops - 1)]
+        sigs.append(app.signature("kubeboot.bench.done", args=(run_id,), immutable=True, queue=DRY_RUN_QUEUE))
+        chain(*sigs).apply_async()
+        in_flight.append(DONE_KEY.format(run_id))
+        while len(in_flight) >= BATCH_CONCURRENCY["value"] or (i == chains - 1 and in_flight):
+            found = svc.redis.blpop(in_flight, timeout=600)
+            if not found:
+                raise RuntimeError("bare chains did not end within 600 s")
+            in_flight.remove(found[0].decode() if isinstance(found[0], bytes) else found[0])
+    cpu = cpu_seconds(tree(worker_pid)) - cpu0 + (cpu_seconds([redis_pid]) if redis_pid else 0.0) - redis0
+    return cpu / chains
 
 
 def command_calls(client: Any) -> dict[str, int]:
@@ -214,6 +248,10 @@ def run_dry(count: int, pools: list[int], sample: int) -> None:
               f"Redis {r['redis_cpu_per_cluster'] * 1000:.0f} ms; {r['commands_per_cluster']:.0f} Redis commands)")
         print(f"          in process ({min(sample, count)} clusters): {wall * 1000:.0f} ms, CPU {cpu * 1000:.0f} ms "
               f"per cluster   ratio CPU {system_cpu / cpu:.2f} (target <= 1.2), wall {r['per_cluster'] / wall:.2f}")
+        print(f"          Celery alone: a chain of {r['hops']:.0f} no-op tasks (a cluster's task messages) on the same "
+              f"worker and queue, CPU {r['bare_cpu_per_chain'] * 1000:.0f} ms: the floor of the ratio for any engine "
+              f"on Celery here is {(cpu + r['bare_cpu_per_chain']) / cpu:.2f}; kubeboot's own CPU beyond it "
+              f"{(system_cpu - cpu - r['bare_cpu_per_chain']) * 1000:.0f} ms per cluster")
         print(f"          Redis memory per finished cluster: {r['memory_per_cluster'] / 1024:.1f} KiB (used_memory "
               f"delta); its 3 runs' keys {r['keys_per_cluster'] / 1024:.1f} KiB (MEMORY USAGE)")
         print(f"          status of the batch: {r['status_in_process'] * 1000:.0f} ms to build, "
