@@ -220,11 +220,13 @@ def bare_chains(svc: Any, chains: int, hops: int, worker_pid: int, redis_pid: in
         sigs.append(app.signature("kubeboot.bench.done", args=(run_id,), immutable=True, queue=DRY_RUN_QUEUE))
         chain(*sigs).apply_async()
         in_flight.append(DONE_KEY.format(run_id))
+        end = time.monotonic() + 600
         while len(in_flight) >= BATCH_CONCURRENCY["value"] or (i == chains - 1 and in_flight):
-            found = svc.redis.blpop(in_flight, timeout=600)
-            if not found:
+            found = svc.redis.blpop(in_flight, timeout=1)  # short waits: the client's socket timeout is shorter
+            if found:
+                in_flight.remove(found[0].decode() if isinstance(found[0], bytes) else found[0])
+            elif time.monotonic() > end:
                 raise RuntimeError("bare chains did not end within 600 s")
-            in_flight.remove(found[0].decode() if isinstance(found[0], bytes) else found[0])
     cpu = cpu_seconds(tree(worker_pid)) - cpu0 + (cpu_seconds([redis_pid]) if redis_pid else 0.0) - redis0
     return cpu / chains
 
