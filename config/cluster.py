@@ -41,7 +41,7 @@ from kubeboot.config.duration import parse_duration
 from kubeboot.config.errors import ConfigError, field_path
 from kubeboot.config.models import Arg, Model, Taint
 
-API_VERSION: Final = "kubeboot.dev/v1alpha1"
+API_VERSION: Final = c.KUBEBOOT_API_VERSION
 CLUSTER_KIND: Final = "Cluster"
 CONTROL_PLANE: Final = "control-plane"
 WORKER: Final = "worker"

@@ -11,6 +11,7 @@ from typing import Final
 # --- kubeadm API -------------------------------------------------------------------------------
 KUBEADM_GROUP: Final = "kubeadm.k8s.io"
 V1BETA4: Final = f"{KUBEADM_GROUP}/v1beta4"
+KUBEBOOT_API_VERSION: Final = "kubeboot.dev/v1alpha1"  # kubeboot's own documents: Cluster, Batch, DiscoveryFile
 V1BETA3: Final = f"{KUBEADM_GROUP}/v1beta3"
 KUBELET_CONFIG_API: Final = "kubelet.config.k8s.io/v1beta1"
 KUBEPROXY_CONFIG_API: Final = "kubeproxy.config.k8s.io/v1alpha1"

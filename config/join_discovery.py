@@ -21,15 +21,16 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from kubeboot.config import constants as c
 from kubeboot.config.errors import ConfigError
+from kubeboot.config.join import JOIN
 
 if TYPE_CHECKING:
     from kubeboot.config.join import JoinConfig
 
-API: Final = "kubeboot.dev/v1alpha1"
+API: Final = c.KUBEBOOT_API_VERSION
 KIND: Final = "DiscoveryFile"
 FIELD: Final = "discovery.file.kubeConfigPath"
-JOIN: Final = "JoinConfiguration"
 # kubeadm's file discovery (ValidateConfigInfo), checked here so a wrong file is exit 2 before any run.
 NO_CLUSTER: Final = "the provided kubeconfig file must have at least one Cluster defined"
 

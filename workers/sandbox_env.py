@@ -43,10 +43,11 @@ from typing import Any
 
 import yaml
 
+from kubeboot.config.constants import KUBEBOOT_API_VERSION
 from kubeboot.tasks.fsutil import atomic_write
 
 V4 = "kubeadm.k8s.io/v1beta4"
-CLUSTER_API = "kubeboot.dev/v1alpha1"
+CLUSTER_API = KUBEBOOT_API_VERSION
 STATE_FILE = "sandbox.json"
 API_PORT = 6443
 START_DEADLINE = 60.0  # bound of the wait for the supervisor to have started every unit
